@@ -1,0 +1,79 @@
+"""The Python API: `archgen.load(path)` / `archgen.parse(text)` -> `Architecture`.
+
+Checking imports nothing heavy; the PyTorch and ONNX targets import their packages lazily.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from . import syntax
+from .checker import check
+from .diagnostics import Diagnostic, SpecError
+from .ir import Network
+
+
+class Architecture:
+    """A parsed spec. `.check()` returns every diagnostic; `.network` is the resolved model
+    (raises `SpecError` when the spec has errors)."""
+
+    def __init__(self, text: str, file: str = "<spec>"):
+        self.file = file
+        self.source = text
+        self.ast = syntax.parse(text, file)
+
+    @cached_property
+    def _checked(self) -> Network:
+        return check(self.ast)
+
+    def check(self) -> list[Diagnostic]:
+        return list(self._checked.diagnostics)
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.is_error for d in self.check())
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.check() if d.is_error]
+
+    @property
+    def network(self) -> Network:
+        if not self.ok:
+            raise SpecError(self.check(), {self.file: self.source})
+        return self._checked
+
+    @property
+    def layers(self):
+        return list(self.network.layers())
+
+    def summary(self, *, collapse: bool = False) -> str:
+        from .summary import render_summary
+        return render_summary(self.network, collapse=collapse)
+
+    def to_json(self) -> dict:
+        from .report import network_json
+        return network_json(self._checked, self.file)
+
+    # -- targets -------------------------------------------------------------------------------
+    def to_torch_source(self, command: str | None = None) -> str:
+        from .emit_torch import render_torch
+        return render_torch(self.network, command=command)
+
+    def to_torch_module(self):
+        from .emit_torch import load_module
+        return load_module(self.network)
+
+    def to_onnx(self, **kwargs):
+        from .emit_onnx import build_onnx
+        return build_onnx(self.network, **kwargs)
+
+
+def parse(text: str, file: str = "<spec>") -> Architecture:
+    return Architecture(text, file)
+
+
+def load(path: str | Path) -> Architecture:
+    path = Path(path)
+    return Architecture(path.read_text(encoding="utf-8"), str(path))

@@ -1,0 +1,103 @@
+"""One `Diagnostic` type for every stage: position, rule, received values, likely fix.
+
+Rendered like a compiler error::
+
+    examples/bad.cnn:14:5: error[E401]: linear expects 2048 input features but receives 1024
+       14 |     linear(500, in_features=2048)
+          |     ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+       = note: flatten() at line 13 gives 64*4*4 = 1024 features
+       = help: drop in_features=2048 (it is inferred) or change it to 1024
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Span:
+    """A place in a source file: 1-based line and column, `end_column` exclusive."""
+
+    file: str
+    line: int
+    column: int
+    end_column: int
+
+    def with_file(self, file: str) -> Span:
+        return Span(file, self.line, self.column, self.end_column)
+
+
+@dataclass
+class Diagnostic:
+    severity: str  # "error" or "warning"
+    code: str
+    message: str
+    span: Span | None = None
+    notes: list[str] = field(default_factory=list)
+    helps: list[str] = field(default_factory=list)
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == "error"
+
+    def to_json(self) -> dict:
+        span = self.span
+        return {
+            "severity": self.severity,
+            "code": self.code,
+            "message": self.message,
+            "file": span.file if span else None,
+            "line": span.line if span else None,
+            "column": span.column if span else None,
+            "end_column": span.end_column if span else None,
+            "notes": list(self.notes),
+            "helps": list(self.helps),
+        }
+
+    def render(self, source: str | None = None) -> str:
+        """Text form; `source` is the file's text, used to quote the line under a caret."""
+        span = self.span
+        where = f"{span.file}:{span.line}:{span.column}: " if span else ""
+        out = [f"{where}{self.severity}[{self.code}]: {self.message}"]
+        if span and source is not None:
+            lines = source.splitlines()
+            if 1 <= span.line <= len(lines):
+                text = lines[span.line - 1].rstrip("\n")
+                gutter = str(span.line)
+                pad = " " * len(gutter)
+                width = max(1, min(span.end_column, len(text) + 1) - span.column)
+                out.append(f" {gutter} | {text}")
+                out.append(f" {pad} | {' ' * (span.column - 1)}{'^' * width}")
+        pad = " " * (len(str(span.line)) if span else 1)
+        out += [f" {pad} = note: {note}" for note in self.notes]
+        out += [f" {pad} = help: {help_}" for help_ in self.helps]
+        return "\n".join(out)
+
+
+class SpecError(Exception):
+    """Raised by the API when a spec has errors; carries every diagnostic of the run."""
+
+    def __init__(self, diagnostics: list[Diagnostic], sources: dict[str, str] | None = None):
+        self.diagnostics = diagnostics
+        self.sources = sources or {}
+        errors = [d for d in diagnostics if d.is_error]
+        super().__init__(render_all(errors or diagnostics, self.sources))
+
+
+def render_all(diagnostics: list[Diagnostic], sources: dict[str, str]) -> str:
+    return "\n\n".join(
+        d.render(sources.get(d.span.file) if d.span else None) for d in diagnostics
+    )
+
+
+def did_you_mean(word: str, choices, *, what: str = "") -> str | None:
+    """A help line naming the closest known word, or None.
+
+    >>> did_you_mean("maxpool", ["maxpool2d", "avgpool2d"])
+    "did you mean 'maxpool2d'?"
+    """
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    if not close:
+        return None
+    return f"did you mean {what}'{close[0]}'?"

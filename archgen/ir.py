@@ -1,0 +1,111 @@
+"""The resolved model: what the checker proves and every emitter renders.
+
+A tree of `Layer`s, `Seq`s (sequences; some are modules of their own) and `Merge`s (branches
+summed or concatenated). Every node carries its input/output shape (batch excluded), trainable
+parameters, MACs at batch 1, receptive field, spec location and its module path, which is the
+attribute path in the generated PyTorch module, the prefix of its state_dict keys and the node
+name in ONNX.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from .diagnostics import Diagnostic, Span
+from .layers.base import RF, LayerKind, Shape
+
+
+@dataclass
+class Node:
+    span: Span
+    in_shape: Shape
+    out_shape: Shape
+    rf: RF
+    params: int = 0
+    macs: int = 0
+    name: str | None = None  # given in the spec (`conv1 = conv2d(...)`)
+    attr: str | None = None  # attribute name in the enclosing module; None inside no module
+    path: str = ""  # dotted module path from the network ("backbone.0.1")
+
+
+@dataclass
+class Layer(Node):
+    kind: LayerKind = None
+    args: dict = field(default_factory=dict)  # normalised, PyTorch's names
+
+    @property
+    def op(self) -> str:
+        return self.kind.name
+
+
+@dataclass
+class Seq(Node):
+    """A sequence. `module` is True where it becomes a module of its own (a section, a named
+    group, a block instance, the network); anonymous branches and repeats are not.
+    `style` is "sequential" (members indexed 0..n-1, an nn.Sequential) or "class" (named
+    members and a forward written out), decided by `naming.assign_paths`."""
+
+    items: list[Node] = field(default_factory=list)
+    label: str = ""  # what the spec calls it: "backbone", "conv_block(16)", "branch"
+    block: str | None = None  # the block it instantiates
+    module: bool = False
+    style: str = "sequential"
+
+    @property
+    def op(self) -> str:
+        return self.block or "sequential"
+
+
+@dataclass
+class Merge(Node):
+    mode: str = "add"  # "add" | "concat"
+    branches: list[Seq] = field(default_factory=list)
+
+    @property
+    def op(self) -> str:
+        return self.mode
+
+
+@dataclass
+class Network:
+    name: str
+    file: str
+    source: str
+    input_shape: Shape
+    root: Seq
+    diagnostics: list[Diagnostic]
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.root.out_shape
+
+    @property
+    def total_params(self) -> int:
+        return self.root.params
+
+    @property
+    def total_macs(self) -> int:
+        return self.root.macs
+
+    def layers(self) -> Iterator[Layer]:
+        """Every layer, in forward order (branches in the order written)."""
+        return (n for n in walk(self.root) if isinstance(n, Layer))
+
+
+def walk(node: Node, depth: int = 0) -> Iterator[Node]:
+    yield node
+    if isinstance(node, Seq):
+        for item in node.items:
+            yield from walk(item)
+    elif isinstance(node, Merge):
+        for branch in node.branches:
+            yield from walk(branch)
+
+
+def walk_depth(node: Node, depth: int = 0) -> Iterator[tuple[Node, int]]:
+    yield node, depth
+    children = node.items if isinstance(node, Seq) else (
+        node.branches if isinstance(node, Merge) else [])
+    for child in children:
+        yield from walk_depth(child, depth + 1)

@@ -1,0 +1,289 @@
+"""What every layer kind owns: its argument schema with PyTorch's defaults, argument
+normalisation, shape rule, parameter and MAC counts, receptive-field step and warnings.
+
+A kind is registered once (`register`); a second registration of a name fails loudly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, ClassVar
+
+Shape = tuple[int, ...]  # without the batch dimension
+REQUIRED = object()
+
+
+class LayerError(Exception):
+    """A rule a layer's arguments or input break. `arg` names the argument to point at."""
+
+    def __init__(self, code: str, message: str, *, arg: str | None = None,
+                 notes: list[str] | None = None, helps: list[str] | None = None):
+        super().__init__(message)
+        self.code, self.message, self.arg = code, message, arg
+        self.notes, self.helps = notes or [], helps or []
+
+
+@dataclass(frozen=True)
+class P:
+    """One argument: PyTorch's name, a value type (see `coerce`), PyTorch's default."""
+
+    name: str
+    type: str
+    default: Any = REQUIRED
+    choices: tuple = ()
+    inferred: bool = False  # in_channels/in_features/num_features: keyword only, from the input
+
+
+@dataclass(frozen=True)
+class RF:
+    """Receptive field per axis (h, w) in input pixels: window size, jump between neighbouring
+    outputs and the centre of the first output (start), plus the map's spatial size."""
+
+    size: tuple[Fraction, Fraction]
+    jump: tuple[Fraction, Fraction]
+    start: tuple[Fraction, Fraction]
+
+    @staticmethod
+    def identity() -> RF:
+        one, half = Fraction(1), Fraction(1, 2)
+        return RF((one, one), (one, one), (half, half))
+
+    def window(self, kernel, stride, pad_begin, dilation=(1, 1)) -> RF:
+        """The step of a sliding window (conv/pool) over this field."""
+        size, jump, start = [], [], []
+        for a in range(2):
+            k_eff = dilation[a] * (kernel[a] - 1) + 1
+            size.append(self.size[a] + (k_eff - 1) * self.jump[a])
+            jump.append(self.jump[a] * stride[a])
+            start.append(self.start[a] + (Fraction(k_eff - 1, 2) - pad_begin[a]) * self.jump[a])
+        return RF(tuple(size), tuple(jump), tuple(start))
+
+    def scaled(self, factor) -> RF:
+        """Outputs packed `factor` times denser (upsampling, transposed conv)."""
+        jump = tuple(self.jump[a] / Fraction(factor[a]) for a in range(2))
+        return RF(self.size, jump, self.start)
+
+    def whole(self, positions) -> RF:
+        """An output that sees every position of a map (linear after flatten, global pool)."""
+        size = tuple(self.size[a] + (positions[a] - 1) * self.jump[a] for a in range(2))
+        start = tuple(self.start[a] + Fraction(positions[a] - 1, 2) * self.jump[a]
+                      for a in range(2))
+        return RF(size, self.jump, start)
+
+    @staticmethod
+    def union(fields: list[RF]) -> RF:
+        """What an add/concat output sees: the union of its branches' fields."""
+        size, jump, start = [], [], []
+        for a in range(2):
+            lo = min(f.start[a] - f.size[a] / 2 for f in fields)
+            hi = max(f.start[a] + f.size[a] / 2 for f in fields)
+            size.append(hi - lo)
+            start.append((lo + hi) / 2)
+            jump.append(max(f.jump[a] for f in fields))
+        return RF(tuple(size), tuple(jump), tuple(start))
+
+    def to_json(self) -> dict:
+        return {"size": [_num(v) for v in self.size], "jump": [_num(v) for v in self.jump],
+                "start": [_num(v) for v in self.start]}
+
+    def label(self) -> str:
+        h, w = (_num(v) for v in self.size)
+        return f"{h}" if h == w else f"{h}x{w}"
+
+
+def _num(v: Fraction) -> int | float:
+    return int(v) if v.denominator == 1 else round(float(v), 4)
+
+
+@dataclass
+class Warn:
+    code: str
+    message: str
+    arg: str | None = None
+    notes: list[str] = field(default_factory=list)
+    helps: list[str] = field(default_factory=list)
+
+
+class LayerKind:
+    """Base of every layer kind. Subclasses set the class attributes and override the rules."""
+
+    name: ClassVar[str]
+    torch_class: ClassVar[str]  # e.g. "nn.Conv2d"
+    params: ClassVar[tuple[P, ...]] = ()
+    rank: ClassVar[int | None] = 3  # input rank without batch: 3 = [C, H, W], 1 = [F], None = any
+    doc: ClassVar[str] = ""
+
+    # -- rules; `a` is the normalised argument dict, `x` the input shape ----------------------
+    def normalise(self, a: dict, x: Shape) -> None:
+        """Fill inferred arguments, check ranges; mutate `a` in place."""
+
+    def output_shape(self, a: dict, x: Shape) -> Shape:
+        return x
+
+    def param_count(self, a: dict) -> int:
+        return 0
+
+    def macs(self, a: dict, x: Shape, y: Shape) -> int:
+        return 0
+
+    def receptive_field(self, a: dict, rf: RF, x: Shape, y: Shape) -> RF:
+        return rf
+
+    def warnings(self, a: dict, x: Shape, y: Shape) -> list[Warn]:
+        return []
+
+    # -- helpers -------------------------------------------------------------------------------
+    @property
+    def positional(self) -> list[P]:
+        return [p for p in self.params if not p.inferred]
+
+    def signature(self) -> str:
+        parts = []
+        for p in self.params:
+            if p.inferred:
+                continue
+            parts.append(p.name if p.default is REQUIRED else f"{p.name}={_show(p.default)}")
+        return f"{self.name}({', '.join(parts)})"
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if v is None:
+        return "none"
+    return str(v)
+
+
+REGISTRY: dict[str, LayerKind] = {}
+
+
+def register(cls: type[LayerKind]) -> type[LayerKind]:
+    if cls.name in REGISTRY:
+        raise RuntimeError(f"layer kind {cls.name!r} is registered twice "
+                           f"({type(REGISTRY[cls.name]).__name__} and {cls.__name__})")
+    REGISTRY[cls.name] = cls()
+    return cls
+
+
+# -- argument value types ---------------------------------------------------------------------
+
+def describe(v: Any) -> str:
+    if isinstance(v, bool):
+        return f"the boolean {_show(v)}"
+    if isinstance(v, int):
+        return f"the integer {v}"
+    if isinstance(v, float):
+        return f"the number {v}"
+    if isinstance(v, str):
+        return f"the word {v!r}"
+    if isinstance(v, tuple):
+        return f"the tuple {fmt_tuple(v)}"
+    return "none"
+
+
+def fmt_tuple(v: tuple) -> str:
+    return "(" + ", ".join(_show(x) for x in v) + ")"
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def coerce(p: P, v: Any) -> Any:
+    """Check one argument value against its type; normalise per-axis values to pairs."""
+    t = p.type
+    bad = LayerError("E300", f"{p.name} expects {_TYPE_TEXT[t]}, received {describe(v)}",
+                     arg=p.name)
+    if v is None and p.default is None:
+        return None
+    if t == "int":
+        if not _is_int(v):
+            raise bad
+        return v
+    if t == "pair":
+        if _is_int(v):
+            return (v, v)
+        if isinstance(v, tuple) and len(v) == 2 and all(_is_int(i) for i in v):
+            return v
+        raise bad
+    if t == "float":
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return float(v)
+        raise bad
+    if t == "bool":
+        if isinstance(v, bool):
+            return v
+        raise bad
+    if t == "enum":
+        if isinstance(v, str) and v in p.choices:
+            return v
+        if isinstance(v, str):
+            from ..diagnostics import did_you_mean
+            hint = did_you_mean(v, p.choices)
+            raise LayerError("E301", f"{p.name} must be one of {', '.join(p.choices)}; "
+                             f"received {v!r}", arg=p.name, helps=[hint] if hint else [])
+        raise bad
+    if t == "padding":
+        if isinstance(v, str):
+            if v in ("same", "valid"):
+                return v
+            raise LayerError("E301", f"padding must be a number, a pair, same or valid; "
+                             f"received {v!r}", arg=p.name)
+        return coerce(P(p.name, "pair"), v)
+    if t == "pad4":
+        if _is_int(v):
+            return (v, v, v, v)
+        if isinstance(v, tuple) and len(v) in (2, 4) and all(_is_int(i) for i in v):
+            return (v[1], v[1], v[0], v[0]) if len(v) == 2 else v
+        raise bad
+    if t == "pair_or_none":
+        return coerce(P(p.name, "pair"), v)
+    if t == "scale":
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return (float(v), float(v))
+        if isinstance(v, tuple) and len(v) == 2 and all(
+                isinstance(i, (int, float)) and not isinstance(i, bool) for i in v):
+            return (float(v[0]), float(v[1]))
+        raise bad
+    raise AssertionError(f"unknown argument type {t}")
+
+
+_TYPE_TEXT = {
+    "int": "an integer",
+    "pair": "an integer or a pair such as (3, 5)",
+    "float": "a number",
+    "bool": "true or false",
+    "enum": "one of the listed words",
+    "padding": "an integer, a pair, same or valid",
+    "pad4": "an integer or (left, right, top, bottom)",
+    "pair_or_none": "an integer or a pair",
+    "scale": "a number or a pair of numbers",
+}
+
+
+def positive(a: dict, *names: str, allow_zero: bool = False) -> None:
+    """Kernel sizes, strides and the like must be > 0 (>= 0 for paddings)."""
+    for name in names:
+        v = a.get(name)
+        if v is None or isinstance(v, str):
+            continue
+        values = v if isinstance(v, tuple) else (v,)
+        low = 0 if allow_zero else 1
+        if any(i < low for i in values):
+            rule = "non-negative" if allow_zero else "positive"
+            raise LayerError("E301", f"{name} must be {rule}, received "
+                             f"{fmt_tuple(v) if isinstance(v, tuple) else v}", arg=name)
+
+
+def check_inferred(a: dict, name: str, actual: int, what: str, code: str = "E400") -> None:
+    given = a.get(name)
+    if given is not None and given != actual:
+        raise LayerError(code, f"{name}={given} but the input has {actual} {what}", arg=name,
+                         helps=[f"drop {name}= (it is inferred from the previous layer) "
+                                f"or change it to {actual}"])
+    a[name] = actual
+
+
+def spatial(x: Shape) -> tuple[int, int]:
+    return x[1], x[2]

@@ -1,0 +1,204 @@
+"""conv2d and conv_transpose2d."""
+
+from __future__ import annotations
+
+from .. import shapes
+from .base import (RF, LayerError, LayerKind, P, Shape, Warn, check_inferred,
+                   fmt_tuple, positive, register, spatial)
+
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+def check_padding_fits(mode: str, pads: tuple[tuple[int, int], tuple[int, int]], x: Shape,
+                       arg: str = "padding") -> None:
+    """PyTorch's limits on non-zero padding modes, per side: reflect needs pad < size,
+    circular pad <= size, replicate a non-empty input."""
+    h, w = spatial(x)
+    for (begin, end), size, axis in ((pads[0], h, "height"), (pads[1], w, "width")):
+        worst = max(begin, end)
+        if mode == "reflect" and worst >= size:
+            raise LayerError(
+                "E403", f"reflect padding of {worst} needs an input larger than {worst}, "
+                f"but the {axis} is {size}", arg=arg,
+                notes=["reflect mirrors the map without repeating its edge, so it can pad at "
+                       "most size - 1 pixels"],
+                helps=["use replicate or zeros padding here, or pad less"])
+        if mode == "circular" and worst > size:
+            raise LayerError(
+                "E403", f"circular padding of {worst} wraps around more than once: the "
+                f"{axis} is only {size}", arg=arg,
+                helps=["use at most as much circular padding as the map is wide"])
+
+
+def _pair_text(v: tuple) -> str:
+    return str(v[0]) if v[0] == v[1] else fmt_tuple(v)
+
+
+@register
+class Conv2d(LayerKind):
+    name = "conv2d"
+    torch_class = "nn.Conv2d"
+    doc = "2-D convolution"
+    params = (
+        P("in_channels", "int", None, inferred=True),
+        P("out_channels", "int"),
+        P("kernel_size", "pair"),
+        P("stride", "pair", (1, 1)),
+        P("padding", "padding", (0, 0)),
+        P("dilation", "pair", (1, 1)),
+        P("groups", "int", 1),
+        P("bias", "bool", True),
+        P("padding_mode", "enum", "zeros", choices=PADDING_MODES),
+    )
+
+    def normalise(self, a: dict, x: Shape) -> None:
+        check_inferred(a, "in_channels", x[0], "channels")
+        positive(a, "out_channels", "kernel_size", "stride", "dilation", "groups")
+        positive(a, "padding", allow_zero=True)
+        groups = a["groups"]
+        for name in ("in_channels", "out_channels"):
+            if a[name] % groups:
+                raise LayerError(
+                    "E404", f"{name} must be divisible by groups. Received: "
+                    f"{name}={a[name]}, groups={groups}", arg="groups",
+                    helps=[f"choose groups among the common divisors of {a['in_channels']} "
+                           f"and {a['out_channels']}"])
+        a["pads"] = self.pads(a, x)
+        if a["padding_mode"] != "zeros":
+            check_padding_fits(a["padding_mode"], a["pads"], x)
+
+    @staticmethod
+    def pads(a: dict, x: Shape) -> tuple[tuple[int, int], tuple[int, int]]:
+        """(begin, end) padding per axis (h, w) that PyTorch (or SAME_UPPER) applies."""
+        p = a["padding"]
+        if p == "valid":
+            return (0, 0), (0, 0)
+        if p == "same":
+            return tuple(shapes.same_pads(size, a["kernel_size"][i], a["stride"][i],
+                                          a["dilation"][i])
+                         for i, size in enumerate(spatial(x)))
+        return (p[0], p[0]), (p[1], p[1])
+
+    def output_shape(self, a: dict, x: Shape) -> Shape:
+        out = []
+        for i, size in enumerate(spatial(x)):
+            begin, end = a["pads"][i]
+            n = shapes.conv_out(size, a["kernel_size"][i], a["stride"][i], begin, end,
+                                a["dilation"][i])
+            if n <= 0:
+                k_eff = a["dilation"][i] * (a["kernel_size"][i] - 1) + 1
+                raise LayerError(
+                    "E402", f"the output {'height' if i == 0 else 'width'} would be {n}: "
+                    f"the kernel spans {k_eff} pixels but the padded input is only "
+                    f"{size + begin + end}", arg="kernel_size",
+                    notes=[f"the input arriving here is {list(x)}"],
+                    helps=["pad more (padding=same keeps the size), use a smaller kernel or "
+                           "dilation, or remove a pooling layer before this one"])
+            out.append(n)
+        return (a["out_channels"], *out)
+
+    def param_count(self, a: dict) -> int:
+        kh, kw = a["kernel_size"]
+        weights = a["out_channels"] * (a["in_channels"] // a["groups"]) * kh * kw
+        return weights + (a["out_channels"] if a["bias"] else 0)
+
+    def macs(self, a: dict, x: Shape, y: Shape) -> int:
+        kh, kw = a["kernel_size"]
+        return y[0] * y[1] * y[2] * (a["in_channels"] // a["groups"]) * kh * kw
+
+    def receptive_field(self, a: dict, rf: RF, x: Shape, y: Shape) -> RF:
+        return rf.window(a["kernel_size"], a["stride"], [p[0] for p in a["pads"]], a["dilation"])
+
+    def warnings(self, a: dict, x: Shape, y: Shape) -> list[Warn]:
+        return window_warnings(a["kernel_size"], a["stride"], a["pads"], a["dilation"], x)
+
+    @staticmethod
+    def same_stride(a: dict) -> bool:
+        """padding=same with a stride > 1: PyTorch refuses it; archgen means SAME_UPPER."""
+        return a["padding"] == "same" and a["stride"] != (1, 1)
+
+
+def window_warnings(kernel, stride, pads, dilation, x: Shape, ceil_mode: bool = False) -> list[Warn]:
+    out = []
+    h, w = spatial(x)
+    lost = [shapes.dropped(size, kernel[i], stride[i], pads[i][0], pads[i][1], dilation[i])
+            for i, size in enumerate((h, w))]
+    if not ceil_mode and any(lost):
+        where = " and ".join(f"{n} {axis}" for n, axis in zip(lost, ("row(s)", "column(s)")) if n)
+        out.append(Warn(
+            "W500", f"stride {_pair_text(stride)} silently drops the last {where} of the "
+            f"{h}x{w} input", arg="stride",
+            notes=["those pixels are never read by any window"],
+            helps=["pad the input, pick a size divisible by the stride, or use "
+                   "ceil_mode=true (pooling) / padding=same (conv)"]))
+    k_eff = [dilation[i] * (kernel[i] - 1) + 1 for i in range(2)]
+    if (h, w) != (1, 1) and k_eff[0] >= h + sum(pads[0]) and k_eff[1] >= w + sum(pads[1]):
+        out.append(Warn(
+            "W501", f"the {k_eff[0]}x{k_eff[1]} kernel covers the whole {h}x{w} input",
+            arg="kernel_size",
+            helps=["a global pooling (adaptive_avgpool2d(1)) or a linear layer says this "
+                   "more directly"]))
+    return out
+
+
+@register
+class ConvTranspose2d(LayerKind):
+    name = "conv_transpose2d"
+    torch_class = "nn.ConvTranspose2d"
+    doc = "2-D transposed convolution (learned upsampling)"
+    params = (
+        P("in_channels", "int", None, inferred=True),
+        P("out_channels", "int"),
+        P("kernel_size", "pair"),
+        P("stride", "pair", (1, 1)),
+        P("padding", "pair", (0, 0)),
+        P("output_padding", "pair", (0, 0)),
+        P("groups", "int", 1),
+        P("bias", "bool", True),
+        P("dilation", "pair", (1, 1)),
+        P("padding_mode", "enum", "zeros", choices=("zeros",)),
+    )
+
+    def normalise(self, a: dict, x: Shape) -> None:
+        check_inferred(a, "in_channels", x[0], "channels")
+        positive(a, "out_channels", "kernel_size", "stride", "dilation", "groups")
+        positive(a, "padding", "output_padding", allow_zero=True)
+        for name in ("in_channels", "out_channels"):
+            if a[name] % a["groups"]:
+                raise LayerError("E404", f"{name} must be divisible by groups. Received: "
+                                 f"{name}={a[name]}, groups={a['groups']}", arg="groups")
+        for i in range(2):
+            op = a["output_padding"][i]
+            if op >= a["stride"][i] and op >= a["dilation"][i]:
+                raise LayerError(
+                    "E301", f"output_padding must be smaller than either stride or dilation. "
+                    f"Received: output_padding={_pair_text(a['output_padding'])}, "
+                    f"stride={_pair_text(a['stride'])}, dilation={_pair_text(a['dilation'])}",
+                    arg="output_padding")
+
+    def output_shape(self, a: dict, x: Shape) -> Shape:
+        out = []
+        for i, size in enumerate(spatial(x)):
+            n = shapes.conv_transpose_out(size, a["kernel_size"][i], a["stride"][i],
+                                          a["padding"][i], a["output_padding"][i],
+                                          a["dilation"][i])
+            if n <= 0:
+                raise LayerError("E402", f"the output would have size {n}: padding "
+                                 f"{a['padding'][i]} removes more than the layer produces",
+                                 arg="padding")
+            out.append(n)
+        return (a["out_channels"], *out)
+
+    def param_count(self, a: dict) -> int:
+        kh, kw = a["kernel_size"]
+        weights = a["in_channels"] * (a["out_channels"] // a["groups"]) * kh * kw
+        return weights + (a["out_channels"] if a["bias"] else 0)
+
+    def macs(self, a: dict, x: Shape, y: Shape) -> int:
+        # every input pixel is multiplied by every weight of its group
+        kh, kw = a["kernel_size"]
+        return x[0] * x[1] * x[2] * (a["out_channels"] // a["groups"]) * kh * kw
+
+    def receptive_field(self, a: dict, rf: RF, x: Shape, y: Shape) -> RF:
+        return rf.scaled(a["stride"])
+

@@ -1,0 +1,36 @@
+"""dropout and dropout2d: identity in eval mode, no parameters."""
+
+from __future__ import annotations
+
+from .base import LayerError, LayerKind, P, Shape, Warn, register
+
+
+class _Dropout(LayerKind):
+    params = (P("p", "float", 0.5), P("inplace", "bool", False))
+
+    def normalise(self, a: dict, x: Shape) -> None:
+        if not 0.0 <= a["p"] <= 1.0:
+            raise LayerError("E301", f"dropout probability has to be between 0 and 1, but "
+                             f"got {a['p']}", arg="p")
+
+    def warnings(self, a: dict, x: Shape, y: Shape) -> list[Warn]:
+        if a["p"] >= 0.9:
+            return [Warn("W502", f"dropout p={a['p']} zeroes {a['p']:.0%} of the activations",
+                         arg="p", notes=["p is the probability of dropping, not of keeping"],
+                         helps=[f"did you mean p={1 - a['p']:.2g}?"])]
+        return []
+
+
+@register
+class Dropout(_Dropout):
+    name = "dropout"
+    torch_class = "nn.Dropout"
+    doc = "zeroes single activations with probability p during training"
+    rank = None
+
+
+@register
+class Dropout2d(_Dropout):
+    name = "dropout2d"
+    torch_class = "nn.Dropout2d"
+    doc = "zeroes whole channels with probability p during training"

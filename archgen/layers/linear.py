@@ -1,0 +1,71 @@
+"""flatten, linear, identity."""
+
+from __future__ import annotations
+
+from math import prod
+
+from .base import RF, LayerError, LayerKind, P, Shape, check_inferred, positive, register
+
+
+@register
+class Flatten(LayerKind):
+    name = "flatten"
+    torch_class = "nn.Flatten"
+    doc = "flattens dims start_dim..end_dim (PyTorch counts the batch as dim 0)"
+    rank = None
+    params = (P("start_dim", "int", 1), P("end_dim", "int", -1))
+
+    def normalise(self, a: dict, x: Shape) -> None:
+        ndim = len(x) + 1
+        for name in ("start_dim", "end_dim"):
+            if not -ndim <= a[name] < ndim:
+                raise LayerError("E301", f"{name}={a[name]} is out of range for an input of "
+                                 f"rank {ndim} (batch included)", arg=name)
+        start, end = a["start_dim"] % ndim, a["end_dim"] % ndim
+        if start == 0:
+            raise LayerError("E301", "flatten(start_dim=0) would merge the batch dimension",
+                             arg="start_dim", helps=["use the default start_dim=1"])
+        if start > end:
+            raise LayerError("E301", f"flatten start_dim ({start}) is after end_dim ({end})",
+                             arg="start_dim")
+        a["dims"] = (start - 1, end - 1)  # without the batch dimension
+
+    def output_shape(self, a: dict, x: Shape) -> Shape:
+        s, e = a["dims"]
+        return (*x[:s], prod(x[s:e + 1]), *x[e + 1:])
+
+    def receptive_field(self, a: dict, rf: RF, x: Shape, y: Shape) -> RF:
+        # the flat vector as a whole sees the whole map it came from
+        return rf.whole(x[1:]) if len(x) == 3 and len(y) < 3 else rf
+
+
+@register
+class Linear(LayerKind):
+    name = "linear"
+    torch_class = "nn.Linear"
+    doc = "fully connected layer"
+    rank = 1
+    params = (P("in_features", "int", None, inferred=True), P("out_features", "int"),
+              P("bias", "bool", True))
+
+    def normalise(self, a: dict, x: Shape) -> None:
+        check_inferred(a, "in_features", x[0], "features", code="E401")
+        positive(a, "out_features")
+
+    def output_shape(self, a: dict, x: Shape) -> Shape:
+        return (a["out_features"],)
+
+    def param_count(self, a: dict) -> int:
+        return a["in_features"] * a["out_features"] + (a["out_features"] if a["bias"] else 0)
+
+    def macs(self, a: dict, x: Shape, y: Shape) -> int:
+        return a["in_features"] * a["out_features"]
+
+
+
+@register
+class Identity(LayerKind):
+    name = "identity"
+    torch_class = "nn.Identity"
+    doc = "passes its input through (an empty branch)"
+    rank = None

@@ -1,0 +1,591 @@
+"""The .cnn language: tokens with positions -> AST.
+
+    network NAME                         optional; defaults to the file name
+    input [C, H, W]                      the batch dimension is implicit
+    block NAME(a, b=default):            a reusable, parameterised group of statements
+    NAME:                                a named group (a section such as backbone:/head:, a named branch)
+    [name =] layer_or_block(args)        one layer per line, PyTorch's names and argument order
+    repeat N [first(kw=value, ...)]: ... N copies, the first with some arguments overridden
+    add: / concat:                       branches summed / concatenated along channels; each child is
+                                         one branch: a call, `branch:`, a named group, or an if
+    if COND: ... elif COND: ... else:    inside blocks, on block arguments
+    # comment
+
+Nothing is ever evaluated as Python: expressions are parsed here and evaluated by the checker.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .diagnostics import Diagnostic, Span
+
+# ---------------------------------------------------------------------------------------------
+# AST
+
+
+@dataclass
+class Expr:
+    span: Span
+
+
+@dataclass
+class Num(Expr):
+    value: int | float
+
+
+@dataclass
+class Word(Expr):
+    """A bare word: a block parameter, a builtin (in_channels), or an enumeration value (same)."""
+
+    name: str
+
+
+@dataclass
+class Str(Expr):
+    value: str
+
+
+@dataclass
+class TupleExpr(Expr):
+    items: list[Expr]
+
+
+@dataclass
+class BinOp(Expr):
+    op: str
+    left: Expr
+    right: Expr
+
+
+@dataclass
+class UnaryOp(Expr):
+    op: str
+    operand: Expr
+
+
+@dataclass
+class Arg:
+    name: str | None  # None for positional
+    value: Expr
+    span: Span  # the whole `name=value`
+    name_span: Span | None = None
+
+
+@dataclass
+class Stmt:
+    span: Span
+
+
+@dataclass
+class Call(Stmt):
+    """`[name =] func(args)`: a layer or a block instance."""
+
+    func: str
+    args: list[Arg]
+    name: str | None = None
+    func_span: Span | None = None
+    name_span: Span | None = None
+
+
+@dataclass
+class Group(Stmt):
+    """`NAME:` (named) or `branch:` (anonymous, only inside add/concat)."""
+
+    name: str | None
+    body: list[Stmt]
+
+
+@dataclass
+class Merge(Stmt):
+    mode: str  # "add" | "concat"
+    branches: list[Stmt]
+
+
+@dataclass
+class Repeat(Stmt):
+    count: Expr
+    body: list[Stmt]
+    first: list[Arg] = field(default_factory=list)
+
+
+@dataclass
+class If(Stmt):
+    cond: Expr
+    body: list[Stmt]
+    orelse: list[Stmt]
+
+
+@dataclass
+class Param:
+    name: str
+    default: Expr | None
+    span: Span
+
+
+@dataclass
+class BlockDef:
+    name: str
+    params: list[Param]
+    body: list[Stmt]
+    span: Span  # the header
+
+
+@dataclass
+class Spec:
+    file: str
+    source: str
+    network: str | None = None
+    network_span: Span | None = None
+    input_shape: list[Expr] | None = None
+    input_span: Span | None = None
+    blocks: dict[str, BlockDef] = field(default_factory=dict)
+    body: list[Stmt] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokens
+
+KEYWORDS = {"network", "input", "block", "repeat", "add", "concat", "branch", "if", "elif", "else",
+            "and", "or", "not", "first"}
+
+_TOKEN = re.compile(
+    r"""
+    (?P<ws>[ \t]+)
+  | (?P<comment>\#.*)
+  | (?P<float>\d+\.\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+)
+  | (?P<int>\d+)
+  | (?P<name>[A-Za-z_][A-Za-z_0-9]*)
+  | (?P<str>"[^"\n]*"|'[^'\n]*')
+  | (?P<op>//|==|!=|<=|>=|[-+*/%()\[\],=:<>])
+    """,
+    re.VERBOSE,
+)
+
+
+@dataclass
+class Tok:
+    kind: str  # name int float str op newline end
+    text: str
+    line: int
+    col: int  # 1-based
+
+    def span(self, file: str) -> Span:
+        return Span(file, self.line, self.col, self.col + max(1, len(self.text)))
+
+
+@dataclass
+class Line:
+    indent: int
+    tokens: list[Tok]
+    number: int
+
+
+class ParseError(Exception):
+    def __init__(self, diagnostic: Diagnostic):
+        super().__init__(diagnostic.message)
+        self.diagnostic = diagnostic
+
+
+def _tokenize(source: str, file: str) -> tuple[list[Line], list[Diagnostic]]:
+    lines, diags = [], []
+    for number, text in enumerate(source.splitlines(), start=1):
+        stripped = text.lstrip(" \t")
+        if not stripped or stripped.startswith("#"):
+            continue
+        lead = text[: len(text) - len(stripped)]
+        if "\t" in lead:
+            diags.append(Diagnostic(
+                "error", "E101", "tab in indentation",
+                Span(file, number, 1, len(lead) + 1),
+                helps=["indent with spaces only (4 per level is usual)"]))
+            continue
+        tokens, pos, bad = [], len(lead), False
+        while pos < len(text):
+            m = _TOKEN.match(text, pos)
+            if not m:
+                ch = text[pos]
+                diags.append(Diagnostic(
+                    "error", "E100", f"unexpected character {ch!r}",
+                    Span(file, number, pos + 1, pos + 2),
+                    helps=["a spec line holds a call like conv2d(16, 3, padding=1); "
+                           "strings are quoted with \" or '"]))
+                bad = True
+                break
+            kind = m.lastgroup
+            if kind not in ("ws", "comment"):
+                tokens.append(Tok(kind, m.group(), number, pos + 1))
+            pos = m.end()
+        if not bad and tokens:
+            lines.append(Line(len(lead), tokens, number))
+    return lines, diags
+
+
+# ---------------------------------------------------------------------------------------------
+# Parser: one statement per line, blocks by indentation
+
+
+class _LineParser:
+    """Parses the tokens of one line."""
+
+    def __init__(self, line: Line, file: str):
+        self.toks = line.tokens
+        self.i = 0
+        self.file = file
+        self.line = line
+        last = line.tokens[-1]
+        self.end = Tok("end", "", line.number, last.col + len(last.text))
+
+    def peek(self, k: int = 0) -> Tok:
+        j = self.i + k
+        return self.toks[j] if j < len(self.toks) else self.end
+
+    def next(self) -> Tok:
+        tok = self.peek()
+        self.i += 1
+        return tok
+
+    def at(self, text: str) -> bool:
+        tok = self.peek()
+        return tok.kind in ("op", "name") and tok.text == text
+
+    def error(self, tok: Tok, message: str, helps=(), code: str = "E100") -> ParseError:
+        what = "end of line" if tok.kind == "end" else repr(tok.text)
+        return ParseError(Diagnostic("error", code, message.format(got=what), tok.span(self.file),
+                                     helps=list(helps)))
+
+    def expect(self, text: str, helps=()) -> Tok:
+        tok = self.peek()
+        if tok.kind in ("op", "name") and tok.text == text:
+            return self.next()
+        raise self.error(tok, f"expected '{text}' but found {{got}}", helps)
+
+    def name(self, what: str = "a name") -> Tok:
+        tok = self.peek()
+        if tok.kind != "name":
+            raise self.error(tok, f"expected {what} but found {{got}}")
+        return self.next()
+
+    def done(self) -> None:
+        tok = self.peek()
+        if tok.kind != "end":
+            raise self.error(tok, "unexpected {got} after the end of the statement",
+                             ["one statement per line; comments start with #"])
+
+    def span_from(self, start: Tok) -> Span:
+        prev = self.toks[self.i - 1] if self.i else start
+        return Span(self.file, start.line, start.col, prev.col + len(prev.text))
+
+    # expressions -----------------------------------------------------------------------------
+    def expr(self) -> Expr:
+        return self._or()
+
+    def _or(self) -> Expr:
+        left = self._and()
+        while self.at("or"):
+            self.next()
+            left = self._bin("or", left, self._and())
+        return left
+
+    def _and(self) -> Expr:
+        left = self._not()
+        while self.at("and"):
+            self.next()
+            left = self._bin("and", left, self._not())
+        return left
+
+    def _not(self) -> Expr:
+        if self.at("not"):
+            start = self.next()
+            operand = self._not()
+            return UnaryOp(Span(self.file, start.line, start.col, operand.span.end_column),
+                           "not", operand)
+        return self._cmp()
+
+    def _cmp(self) -> Expr:
+        left = self._sum()
+        while self.peek().kind == "op" and self.peek().text in ("==", "!=", "<", "<=", ">", ">="):
+            op = self.next().text
+            left = self._bin(op, left, self._sum())
+        return left
+
+    def _sum(self) -> Expr:
+        left = self._term()
+        while self.peek().kind == "op" and self.peek().text in ("+", "-"):
+            op = self.next().text
+            left = self._bin(op, left, self._term())
+        return left
+
+    def _term(self) -> Expr:
+        left = self._unary()
+        while self.peek().kind == "op" and self.peek().text in ("*", "//", "/", "%"):
+            op = self.next().text
+            left = self._bin(op, left, self._unary())
+        return left
+
+    def _unary(self) -> Expr:
+        if self.peek().kind == "op" and self.peek().text in ("-", "+"):
+            start = self.next()
+            operand = self._unary()
+            return UnaryOp(Span(self.file, start.line, start.col, operand.span.end_column),
+                           start.text, operand)
+        return self._atom()
+
+    def _bin(self, op: str, left: Expr, right: Expr) -> BinOp:
+        span = Span(self.file, left.span.line, left.span.column, right.span.end_column)
+        return BinOp(span, op, left, right)
+
+    def _atom(self) -> Expr:
+        tok = self.peek()
+        if tok.kind == "int":
+            self.next()
+            return Num(tok.span(self.file), int(tok.text))
+        if tok.kind == "float":
+            self.next()
+            return Num(tok.span(self.file), float(tok.text))
+        if tok.kind == "str":
+            self.next()
+            return Str(tok.span(self.file), tok.text[1:-1])
+        if tok.kind == "name" and tok.text not in ("and", "or", "not"):
+            self.next()
+            return Word(tok.span(self.file), tok.text)
+        if tok.kind == "op" and tok.text in ("(", "["):
+            close = ")" if tok.text == "(" else "]"
+            self.next()
+            items, trailing_comma = [], False
+            while not self.at(close):
+                items.append(self.expr())
+                trailing_comma = False
+                if self.at(","):
+                    self.next()
+                    trailing_comma = True
+                elif not self.at(close):
+                    raise self.error(self.peek(), f"expected ',' or '{close}' but found {{got}}")
+            end = self.next()
+            span = Span(self.file, tok.line, tok.col, end.col + 1)
+            if tok.text == "(" and len(items) == 1 and not trailing_comma:
+                inner = items[0]
+                inner.span = span
+                return inner
+            return TupleExpr(span, items)
+        raise self.error(tok, "expected a value but found {got}",
+                         ["values are integers, floats, true/false, words such as same or "
+                          "reflect, and tuples such as (3, 5)"])
+
+    # calls -----------------------------------------------------------------------------------
+    def args(self, close: str = ")") -> list[Arg]:
+        args: list[Arg] = []
+        while not self.at(close):
+            tok = self.peek()
+            if tok.kind == "name" and self.peek(1).kind == "op" and self.peek(1).text == "=":
+                self.next()
+                self.next()
+                value = self.expr()
+                args.append(Arg(tok.text, value,
+                                Span(self.file, tok.line, tok.col, value.span.end_column),
+                                tok.span(self.file)))
+            else:
+                value = self.expr()
+                args.append(Arg(None, value, value.span))
+            if self.at(","):
+                self.next()
+            elif not self.at(close):
+                raise self.error(self.peek(), f"expected ',' or '{close}' but found {{got}}",
+                                 ["separate arguments with commas: conv2d(16, 3, stride=2)"])
+        self.expect(close)
+        return args
+
+
+class Parser:
+    def __init__(self, source: str, file: str):
+        self.file = file
+        self.source = source
+        self.lines, self.diagnostics = _tokenize(source, file)
+        self.pos = 0
+
+    def parse(self) -> Spec:
+        spec = Spec(self.file, self.source)
+        spec.diagnostics = self.diagnostics
+        for stmt in self._suite(0, top=True, spec=spec):
+            spec.body.append(stmt)
+        return spec
+
+    # A suite is the run of lines indented exactly `indent`.
+    def _suite(self, indent: int, *, top: bool = False, spec: Spec | None = None,
+               in_merge: bool = False) -> list[Stmt]:
+        body: list[Stmt] = []
+        while self.pos < len(self.lines):
+            line = self.lines[self.pos]
+            if line.indent < indent:
+                break
+            if line.indent > indent:
+                self._error_line(line, "E101", "unexpected indent",
+                                 ["only the line after one ending in ':' is indented further"])
+                self.pos += 1
+                continue
+            self.pos += 1
+            try:
+                stmt = self._statement(line, top=top, spec=spec, in_merge=in_merge)
+            except ParseError as e:
+                self.diagnostics.append(e.diagnostic)
+                self._skip_children(line.indent)
+                continue
+            if stmt is not None:
+                body.append(stmt)
+        return body
+
+    def _skip_children(self, indent: int) -> None:
+        while self.pos < len(self.lines) and self.lines[self.pos].indent > indent:
+            self.pos += 1
+
+    def _error_line(self, line: Line, code: str, message: str, helps=()) -> None:
+        tok = line.tokens[0]
+        self.diagnostics.append(Diagnostic("error", code, message, tok.span(self.file),
+                                           helps=list(helps)))
+
+    def _body(self, header: Line, lp: _LineParser, *, in_merge: bool = False) -> list[Stmt]:
+        """The indented lines under a header ending in ':'."""
+        lp.done()
+        if self.pos >= len(self.lines) or self.lines[self.pos].indent <= header.indent:
+            colon = header.tokens[-1]
+            raise ParseError(Diagnostic(
+                "error", "E101", "expected an indented block after ':'",
+                colon.span(self.file),
+                helps=["indent the lines that belong here, e.g. 4 spaces deeper"]))
+        indent = self.lines[self.pos].indent
+        return self._suite(indent, in_merge=in_merge)
+
+    def _statement(self, line: Line, *, top: bool, spec: Spec | None, in_merge: bool) -> Stmt | None:
+        lp = _LineParser(line, self.file)
+        first = lp.peek()
+        span_all = Span(self.file, line.number, first.col,
+                        line.tokens[-1].col + len(line.tokens[-1].text))
+        word = first.text if first.kind == "name" else None
+
+        if word == "network" and lp.peek(1).kind == "name":
+            lp.next()
+            name = lp.next()
+            lp.done()
+            if not top:
+                raise lp.error(first, "'network' is only allowed at the top of the file")
+            spec.network, spec.network_span = name.text, name.span(self.file)
+            return None
+        if word == "input" and lp.peek(1).kind == "op" and lp.peek(1).text in ("[", "("):
+            lp.next()
+            close = "]" if lp.next().text == "[" else ")"
+            dims = lp.args(close)
+            lp.done()
+            if not top:
+                raise lp.error(first, "'input' is only allowed at the top of the file")
+            for d in dims:
+                if d.name is not None:
+                    raise lp.error(first, "input takes plain sizes: input [3, 32, 32]")
+            spec.input_shape = [d.value for d in dims]
+            spec.input_span = span_all
+            return None
+        if word == "block" and lp.peek(1).kind == "name":
+            lp.next()
+            name = lp.next()
+            lp.expect("(", ["a block header reads: block conv_block(out, p=0.2):"])
+            params: list[Param] = []
+            for arg in lp.args(")"):
+                if arg.name is None:
+                    if not isinstance(arg.value, Word):
+                        raise ParseError(Diagnostic(
+                            "error", "E100", "a block parameter must be a name", arg.span,
+                            helps=["write block NAME(out, p=0.2): with optional defaults"]))
+                    params.append(Param(arg.value.name, None, arg.span))
+                else:
+                    params.append(Param(arg.name, arg.value, arg.span))
+            lp.expect(":", ["a block header ends with ':'"])
+            body = self._body(line, lp)
+            if not top:
+                raise lp.error(first, "blocks are defined at the top level of the file")
+            block = BlockDef(name.text, params, body, name.span(self.file))
+            if name.text in spec.blocks:
+                prev = spec.blocks[name.text].span
+                self.diagnostics.append(Diagnostic(
+                    "error", "E203", f"block '{name.text}' is defined twice",
+                    name.span(self.file), notes=[f"first defined at line {prev.line}"],
+                    helps=["rename one of them"]))
+            else:
+                spec.blocks[name.text] = block
+            return None
+        if word == "repeat" and not (lp.peek(1).kind == "op" and lp.peek(1).text in ("(", "=")):
+            lp.next()
+            count = lp.expr()
+            first_args: list[Arg] = []
+            if lp.at("first"):
+                lp.next()
+                lp.expect("(", ["write repeat 3 first(stride=2): block(64)"])
+                first_args = lp.args(")")
+            lp.expect(":", ["write repeat 3: block(64)"])
+            if lp.peek().kind != "end":
+                body = [self._call(lp, lp.peek(), line)]
+            else:
+                body = self._body(line, lp)
+            return Repeat(span_all, count, body, first_args)
+        if word in ("add", "concat") and lp.peek(1).kind == "op" and lp.peek(1).text == ":":
+            lp.next()
+            lp.next()
+            return Merge(span_all, word, self._body(line, lp, in_merge=True))
+        if word == "if":
+            return self._if(line, lp, in_merge)
+        if word in ("elif", "else"):
+            raise lp.error(first, f"'{word}' without a matching 'if' above it")
+        if first.kind == "name" and lp.peek(1).kind == "op" and lp.peek(1).text == ":":
+            lp.next()
+            lp.next()
+            name = None if word == "branch" else word
+            if name is None and not in_merge:
+                raise lp.error(first, "'branch:' is only allowed directly inside add: or concat:",
+                               ["inside a sequence, name the group instead: stem:"])
+            return Group(span_all, name, self._body(line, lp))
+        return self._call(lp, first, line)
+
+    def _call(self, lp: _LineParser, first: Tok, line: Line) -> Call:
+        name = name_span = None
+        if first.kind == "name" and lp.peek(1).kind == "op" and lp.peek(1).text == "=":
+            name, name_span = first.text, first.span(self.file)
+            lp.next()
+            lp.next()
+        start = lp.peek()
+        if start.kind != "name":
+            raise lp.error(start, "expected a layer such as conv2d(16, 3) but found {got}")
+        func = lp.next()
+        if not lp.at("("):
+            raise lp.error(lp.peek(), f"expected '(' after '{func.text}' but found {{got}}",
+                           [f"call it: {func.text}()"])
+        lp.next()
+        args = lp.args(")")
+        span = lp.span_from(first)
+        lp.done()
+        return Call(span, func.text, args, name, func.span(self.file), name_span)
+
+    def _if(self, line: Line, lp: _LineParser, in_merge: bool) -> If:
+        start = lp.next()
+        cond = lp.expr()
+        lp.expect(":", ["an if line ends with ':'"])
+        body = self._body(line, lp, in_merge=in_merge)
+        orelse: list[Stmt] = []
+        if self.pos < len(self.lines) and self.lines[self.pos].indent == line.indent:
+            nxt = self.lines[self.pos]
+            head = nxt.tokens[0]
+            if head.kind == "name" and head.text == "elif":
+                self.pos += 1
+                orelse = [self._if(nxt, _LineParser(nxt, self.file), in_merge)]
+            elif head.kind == "name" and head.text == "else":
+                self.pos += 1
+                elp = _LineParser(nxt, self.file)
+                elp.next()
+                elp.expect(":")
+                orelse = self._body(nxt, elp, in_merge=in_merge)
+        span = Span(self.file, line.number, start.col, cond.span.end_column)
+        return If(span, cond, body, orelse)
+
+
+def parse(source: str, file: str = "<spec>") -> Spec:
+    """Parse spec text into an AST; syntax errors are collected in `spec.diagnostics`."""
+    return Parser(source, file).parse()

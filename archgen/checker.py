@@ -32,6 +32,7 @@ class _Value:
     value: Any
     span: Span
     bare: bool = False  # a bare word that is not a variable
+    arg_span: Span | None = None  # the whole `name=value` it was passed as
 
 
 @dataclass
@@ -383,6 +384,7 @@ class Checker:
             if value is None:
                 ok = False
                 continue
+            value.arg_span = arg.span
             bound[key] = value
         return bound if ok else None
 
@@ -393,7 +395,7 @@ class Checker:
         if bound is None:
             return None, _Flow(None, flow.rf, kind.name)
         args: dict[str, Any] = {}
-        spans = {name: v.span for name, v in bound.items()}
+        spans = {name: v.arg_span or v.span for name, v in bound.items()}
         for p in kind.params:
             if p.name in bound:
                 v = bound[p.name]

@@ -1,0 +1,202 @@
+"""Every diagnostic code with a short explanation and a tiny example (`archgen explain CODE`)."""
+
+from __future__ import annotations
+
+CODES: dict[str, tuple[str, str]] = {
+    "E100": ("syntax error", """
+A line could not be read as a statement. Each line holds one statement: a layer call such as
+`conv2d(16, 3, padding=1)`, a header ending in ':' (`block name(args):`, `backbone:`, `add:`,
+`repeat 3:`, `if cond:`), `network Name` or `input [3, 32, 32]`.
+
+    conv2d(16 3)        # missing comma
+    conv2d(16, 3)       # fixed
+"""),
+    "E101": ("indentation error", """
+Blocks are marked by indentation, as in Python: the lines under a header ending in ':' are
+indented further, and only those. Indent with spaces.
+
+    backbone:
+    conv2d(16, 3)       # not indented: the section is empty
+    backbone:
+        conv2d(16, 3)   # fixed
+"""),
+    "E200": ("unknown layer or block", """
+The call names neither a layer kind nor a block defined in the file. Layer names are
+PyTorch's, in lower case with underscores: conv2d, maxpool2d, batchnorm2d, linear, relu, ...
+
+    maxpool(2)          # unknown
+    maxpool2d(2)        # fixed
+"""),
+    "E201": ("unknown argument", """
+The keyword is not an argument of that layer or block. archgen uses PyTorch's keyword names.
+
+    conv2d(16, 3, pad=1)        # PyTorch calls it padding
+    conv2d(16, 3, padding=1)
+"""),
+    "E202": ("undefined name", """
+A bare word was used where a value is needed, but no block parameter of that name exists.
+Inside a block, its parameters and in_channels / in_height / in_width (the block's input) are
+defined.
+
+    block b(out):
+        conv2d(outt, 3)         # typo
+"""),
+    "E203": ("duplicate definition", """
+A block is defined twice, or two layers of the same module carry the same name. Names become
+attribute names in the generated PyTorch module, so they must be unique within it.
+
+    conv1 = conv2d(16, 3)
+    conv1 = conv2d(32, 3)       # rename to conv2
+"""),
+    "E204": ("invalid name", """
+A network or layer name must become a safe Python identifier in generated code: no keywords
+(class, import), nothing starting with '_', nothing that shadows nn.Module's own attributes
+(forward, training, parameters, ...).
+
+    forward = conv2d(16, 3)     # would shadow nn.Module.forward
+    conv_in = conv2d(16, 3)
+"""),
+    "E205": ("recursive block", """
+A block uses itself, directly or through other blocks: the expansion would never end. Stack
+copies with repeat instead.
+
+    block b(c):
+        b(c)
+"""),
+    "E300": ("bad argument", """
+An argument has the wrong type, is missing, is given twice, or there are too many positional
+arguments. Positional arguments follow PyTorch's order, with the inferred in_channels /
+in_features / num_features left out.
+
+    conv2d(16)                  # kernel_size is missing
+    conv2d(16, 3)
+"""),
+    "E301": ("argument out of range", """
+A value PyTorch refuses: a kernel or stride <= 0, negative padding, dropout p outside [0, 1],
+an unknown padding mode, output_padding >= stride, flatten over the batch dimension, ...
+
+    dropout(1.5)                # p is a probability
+    dropout(0.5)
+"""),
+    "E302": ("arithmetic error", """
+Block arguments may use integer arithmetic (+, -, *, //, %, parentheses). Division by zero
+fails, and / must divide exactly (use // for floor division).
+
+    conv2d(out / 3, 1)          # 64 / 3 is not whole
+    conv2d(out // 3, 1)
+"""),
+    "E400": ("channel mismatch", """
+in_channels (or num_features) was given and disagrees with the channels that actually arrive.
+It is inferred from the previous layer; give it only as a check.
+
+    conv2d(16, 3)
+    conv2d(32, 3, in_channels=8)    # 16 channels arrive
+"""),
+    "E401": ("in_features mismatch", """
+in_features was given and disagrees with the features that arrive after flatten(): channels
+times height times width of the last feature map.
+
+    flatten()                       # [64, 4, 4] -> 64*4*4 = 1024
+    linear(500, in_features=2048)   # should be 1024, or leave it out
+"""),
+    "E402": ("output size too small", """
+The layer's output would have zero or negative height or width: the kernel (dilation
+included) is larger than the padded input, or a pooling window does not fit.
+
+    input [3, 4, 4]
+    conv2d(8, 5)            # 4 - 5 + 1 = 0
+    conv2d(8, 5, padding=same)
+"""),
+    "E403": ("invalid padding", """
+Padding PyTorch refuses. Pooling padding may be at most half the kernel. reflect mirrors the
+map without repeating the edge, so it pads at most size - 1 pixels; circular wraps around at
+most once, so at most size pixels; replicate repeats the edge pixel and has no limit.
+
+    input [3, 2, 2]
+    conv2d(8, 5, padding=2, padding_mode=reflect)    # 2 >= 2: cannot mirror
+    maxpool2d(2, padding=2)                          # 2 > 2 // 2
+"""),
+    "E404": ("groups do not divide the channels", """
+Grouped convolutions split the input and output channels into `groups` equal parts, so both
+counts must be divisible by groups. A depthwise convolution has groups = in_channels.
+
+    conv2d(16, 3, groups=3)     # 16 channels in 3 groups
+    conv2d(16, 3, groups=4)
+"""),
+    "E405": ("wrong input rank", """
+A layer for feature maps [C, H, W] (conv2d, pooling, batchnorm2d, dropout2d) got flat
+features, or linear got a feature map. archgen refuses linear on a feature map because
+PyTorch would silently apply it to the last axis only.
+
+    conv2d(16, 3)
+    linear(10)                  # add flatten() before it
+"""),
+    "E406": ("add: shapes differ between branches", """
+add sums its branches element by element, so every branch must give the same shape. A
+shortcut that meets a strided or widened main path needs a projection.
+
+    add:
+        conv2d(64, 3, stride=2, padding=1)
+        identity()              # keeps the input size: use conv2d(64, 1, stride=2)
+"""),
+    "E407": ("concat: spatial sizes differ between branches", """
+concat joins its branches along the channels, so height and width must agree (the channel
+counts may differ).
+
+    concat:
+        conv2d(16, 1)
+        maxpool2d(2)            # halves the map: use maxpool2d(3, stride=1, padding=1)
+"""),
+    "E408": ("missing input or layers", """
+A spec needs an input line (channels, height, width; the batch is implicit) and at least one
+layer.
+
+    input [3, 224, 224]
+"""),
+    "E409": ("empty merge", """
+add: and concat: need branches. identity() is a branch that passes the input through.
+
+    add:
+        conv2d(64, 3, padding=1)
+        identity()
+"""),
+    "W500": ("stride drops pixels", """
+The stride does not divide the padded input minus the kernel, so the last rows or columns are
+never read by any window. Pad, choose a size divisible by the stride, use ceil_mode=true
+(pooling) or padding=same (conv).
+
+    input [3, 7, 7]
+    maxpool2d(2)                # the last row and column are ignored
+"""),
+    "W501": ("kernel covers the whole map", """
+The kernel is as large as the (padded) input, so the layer has one output position: a global
+pooling or a linear layer says this more directly. For adaptive pooling: the output is larger
+than the input, so pixels are repeated.
+"""),
+    "W502": ("very high dropout", """
+dropout's p is the probability of zeroing an activation. p >= 0.9 drops almost everything;
+did you mean the keep probability 1 - p?
+
+    dropout(0.9)
+"""),
+    "W503": ("map collapsed to 1x1 early", """
+The spatial map has shrunk to 1x1, yet a later layer still has a spatial kernel: it only
+sees one pixel (plus padding). Shrink less before it.
+"""),
+    "W504": ("one linear layer holds most parameters", """
+A single linear layer holds more than half of the network's parameters, typically because it
+flattens a large feature map. Pool more first (adaptive_avgpool2d(1) before flatten()).
+
+    flatten()                   # [512, 7, 7] -> 25,088 features
+    linear(4096)                # 102,764,544 parameters
+"""),
+}
+
+
+def explain(code: str) -> str | None:
+    entry = CODES.get(code.upper())
+    if entry is None:
+        return None
+    title, text = entry
+    kind = "warning" if code.upper().startswith("W") else "error"
+    return f"{code.upper()} ({kind}): {title}\n{text.rstrip()}\n"

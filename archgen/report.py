@@ -1,0 +1,74 @@
+"""Checked networks as JSON (`archgen check --format json`) and layers as short call texts."""
+
+from __future__ import annotations
+
+from .ir import Layer, Merge, Network, Seq, walk
+from .layers.base import REQUIRED, _show
+
+
+def arg_text(v) -> str:
+    if isinstance(v, tuple):
+        if len(v) == 2 and v[0] == v[1]:
+            return arg_text(v[0])
+        return "(" + ", ".join(arg_text(i) for i in v) + ")"
+    if isinstance(v, float):
+        return repr(v)
+    return _show(v)
+
+
+def call_text(layer: Layer) -> str:
+    """The layer as a spec call with its non-default arguments: conv2d(16, 3, padding=same)."""
+    parts = []
+    for p in layer.kind.params:
+        v = layer.args.get(p.name)
+        if p.inferred:
+            continue
+        if p.default is REQUIRED:
+            parts.append(arg_text(v))
+            continue
+        default = layer.args["kernel_size"] if (p.name, p.default) == ("stride", None) else p.default
+        if v != default:
+            parts.append(f"{p.name}={arg_text(v)}")
+    return f"{layer.op}({', '.join(parts)})"
+
+
+def node_json(node) -> dict:
+    out = {
+        "path": node.path,
+        "op": node.op,
+        "line": node.span.line,
+        "column": node.span.column,
+        "input_shape": list(node.in_shape) if node.in_shape else None,
+        "output_shape": list(node.out_shape) if node.out_shape else None,
+        "params": node.params,
+        "macs": node.macs,
+        "receptive_field": node.rf.to_json(),
+    }
+    if isinstance(node, Layer):
+        out["call"] = call_text(node)
+        if node.name:
+            out["name"] = node.name
+    return out
+
+
+def network_json(net: Network, file: str) -> dict:
+    ok = not any(d.is_error for d in net.diagnostics)
+    doc = {
+        "file": file,
+        "ok": ok,
+        "network": net.name,
+        "input_shape": list(net.input_shape) if net.input_shape else None,
+        "output_shape": None,
+        "total_params": None,
+        "total_macs": None,
+        "layers": [],
+        "diagnostics": [d.to_json() for d in net.diagnostics],
+    }
+    if ok:
+        doc["output_shape"] = list(net.output_shape)
+        doc["total_params"] = net.total_params
+        doc["total_macs"] = net.total_macs
+        doc["layers"] = [node_json(n) for n in walk(net.root) if isinstance(n, Layer)]
+        doc["blocks"] = [node_json(n) for n in walk(net.root)
+                         if isinstance(n, (Seq, Merge)) and n is not net.root]
+    return doc

@@ -1,0 +1,98 @@
+"""`archgen summary`: a per-layer table computed statically, nesting shown with tree lines.
+
+Every layer is counted once, wherever it sits (branches, repeats, nested blocks); a row for a
+block or a merge shows the sums of what lies inside it.
+"""
+
+from __future__ import annotations
+
+from .ir import Layer, Merge, Network, Node, Seq
+from .report import call_text
+
+
+def _label(node: Node) -> str:
+    if isinstance(node, Layer):
+        text = call_text(node)
+    elif isinstance(node, Merge):
+        text = f"{node.mode}: {len(node.branches)} branches"
+    else:
+        text = node.label if node.module or node.label != "branch" else "branch"
+    return f"{node.attr}: {text}" if node.attr and node.attr != text else text
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, Seq):
+        return node.items
+    if isinstance(node, Merge):
+        return node.branches
+    return []
+
+
+def _signature(node: Node) -> tuple:
+    """Equal for structurally identical subtrees (repeated blocks)."""
+    own = (_label(node).split(": ", 1)[-1], node.out_shape, node.params, node.macs)
+    return own + tuple(_signature(c) for c in _children(node))
+
+
+def _collapse(items: list[Node]) -> list[tuple[Node, int, int, int]]:
+    """Runs of identical siblings -> (first, count, params of all, macs of all)."""
+    runs: list[tuple[Node, int, int, int]] = []
+    for item in items:
+        if runs and isinstance(item, Seq) and item.block and \
+                _signature(runs[-1][0]) == _signature(item):
+            first, n, p, m = runs[-1]
+            runs[-1] = (first, n + 1, p + item.params, m + item.macs)
+        else:
+            runs.append((item, 1, item.params, item.macs))
+    return runs
+
+
+def _rows(node: Node, prefix: str, last: bool, collapse: bool, out: list, count: int = 1,
+          params: int | None = None, macs: int | None = None, top: bool = False) -> None:
+    branch = "" if top else ("└─ " if last else "├─ ")
+    label = _label(node) + (f" x {count}" if count > 1 else "")
+    shape = "[" + ", ".join(map(str, node.out_shape)) + "]"
+    out.append((prefix + branch + label, shape, node.params if params is None else params,
+                node.macs if macs is None else macs, node.rf.label()))
+    if count > 1:
+        return
+    children = _children(node)
+    runs = _collapse(children) if collapse else [(c, 1, c.params, c.macs) for c in children]
+    child_prefix = prefix + ("" if top else ("   " if last else "│  "))
+    for i, (child, n, p, m) in enumerate(runs):
+        _rows(child, child_prefix, i == len(runs) - 1, collapse, out, n, p, m)
+
+
+def render_summary(net: Network, *, collapse: bool = False) -> str:
+    rows: list[tuple[str, str, int, int, str]] = []
+    runs = _collapse(net.root.items) if collapse else [
+        (c, 1, c.params, c.macs) for c in net.root.items]
+    for i, (child, n, p, m) in enumerate(runs):
+        _rows(child, "", i == len(runs) - 1, collapse, rows, n, p, m, top=True)
+    header = ("Layer", "Output shape", "Params", "MACs", "RF")
+    table = [header] + [(a, b, f"{c:,}", f"{d:,}", e) for a, b, c, d, e in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(5)]
+
+    def line(r) -> str:
+        return (f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  "
+                f"{r[3]:>{widths[3]}}  {r[4]:>{widths[4]}}").rstrip()
+
+    rule = "=" * len(line(header))
+    out = [f"{net.name}: input [N, {', '.join(map(str, net.input_shape))}]", rule,
+           line(header), "-" * len(rule)]
+    out += [line(r) for r in table[1:]]
+    out += [rule,
+            f"Total params: {net.total_params:,}",
+            f"Total MACs: {net.total_macs:,} ({net.total_macs / 1e6:,.2f} M at batch 1)",
+            f"Output shape: [N, {', '.join(map(str, net.output_shape))}]",
+            f"Parameter memory: {net.total_params * 4 / 2**20:,.2f} MiB (float32)"]
+    same = [layer for layer in net.layers()
+            if layer.op == "conv2d" and layer.args["padding"] == "same"
+            and layer.args["stride"] != (1, 1)]
+    for layer in same:
+        (t, b), (left, r) = layer.args["pads"]
+        out.append(f"note: {layer.path} (line {layer.span.line}) uses padding=same with stride "
+                   f"{layer.args['stride'][0]}: TensorFlow/ONNX SAME_UPPER, pads top/bottom "
+                   f"{t}/{b}, left/right {left}/{r}, output ceil(input / stride)")
+    out.append("RF: receptive field of one output value, in input pixels")
+    return "\n".join(out)

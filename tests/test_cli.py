@@ -1,0 +1,129 @@
+"""The command line: exit codes, JSON, and that `check` stays light."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from archgen.cli import main
+from archgen.codes import CODES
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = str(ROOT / "examples" / "seed_cnn.cnn")
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+def write(tmp_path: Path, text: str, name: str = "spec.cnn") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_check_clean_spec_exits_0():
+    result = run("check", SEED)
+    assert result.exit_code == 0, result.output
+    assert "ok" in result.output and "541,094 params" in result.output
+
+
+def test_check_error_exits_1_with_located_message(tmp_path):
+    spec = write(tmp_path, "input [3, 8, 8]\nconv2d(16, 3)\nmaxpool(2)\n")
+    result = run("check", spec)
+    assert result.exit_code == 1
+    assert f"{spec}:3:1: error[E200]: unknown layer or block 'maxpool'" in result.output
+    assert "did you mean 'maxpool2d'?" in result.output
+    assert " 3 | maxpool(2)" in result.output and "   | ^^^^^^^" in result.output
+
+
+def test_warnings_pass_unless_strict(tmp_path):
+    spec = write(tmp_path, "input [3, 7, 7]\nmaxpool2d(2)\n")
+    assert run("check", spec).exit_code == 0
+    result = run("check", "--strict", spec)
+    assert result.exit_code == 1 and "W500" in result.output
+
+
+def test_missing_file_is_a_usage_error():
+    result = run("check", "does/not/exist.cnn")
+    assert result.exit_code == 2
+    assert "no such file" in result.output
+
+
+def test_json_is_one_document_with_the_documented_fields(tmp_path):
+    bad = write(tmp_path, "input [3, 8, 8]\nconv2d(16, 9)\n", "bad.cnn")
+    result = run("check", "--format", "json", SEED, bad)
+    assert result.exit_code == 1
+    docs = json.loads(result.output)
+    assert [d["ok"] for d in docs] == [True, False]
+    seed = docs[0]
+    for key in ("file", "ok", "network", "input_shape", "output_shape", "total_params",
+                "total_macs", "layers", "diagnostics"):
+        assert key in seed
+    assert seed["network"] == "SeedCNN"
+    assert seed["input_shape"] == [3, 32, 32] and seed["output_shape"] == [10]
+    assert seed["total_params"] == 541_094
+    assert sum(layer["params"] for layer in seed["layers"]) == seed["total_params"]
+    assert sum(layer["macs"] for layer in seed["layers"]) == seed["total_macs"]
+    first = seed["layers"][0]
+    assert first["path"] == "backbone.0.0" and first["op"] == "conv2d" and first["line"] == 6
+    assert first["output_shape"] == [16, 32, 32]
+    assert set(first["receptive_field"]) == {"size", "jump", "start"}
+    diag = docs[1]["diagnostics"][0]
+    assert (diag["severity"], diag["code"], diag["line"], diag["column"]) == ("error", "E402", 2, 12)
+
+
+def test_summary_table_and_same_upper_note(tmp_path):
+    result = run("summary", SEED)
+    assert result.exit_code == 0
+    assert "Total params: 541,094" in result.output
+    assert "│  ├─ 0: conv2d(16, 3, padding=same, padding_mode=reflect)" in result.output
+    spec = write(tmp_path, "input [3, 9, 9]\nconv2d(8, 3, stride=2, padding=same)\n")
+    result = run("summary", spec)
+    assert result.exit_code == 0
+    assert "SAME_UPPER" in result.output and "[8, 5, 5]" in result.output
+
+
+def test_summary_of_a_broken_spec_prints_diagnostics(tmp_path):
+    spec = write(tmp_path, "input [3, 8, 8]\nlinear(10)\n")
+    result = run("summary", spec)
+    assert result.exit_code == 1 and "E405" in result.output and "flatten()" in result.output
+
+
+@pytest.mark.parametrize("code", sorted(CODES))
+def test_explain_every_code(code):
+    result = run("explain", code)
+    assert result.exit_code == 0 and code in result.output
+
+
+def test_explain_unknown_code():
+    assert run("explain", "E999").exit_code == 2
+
+
+def test_check_imports_no_heavy_package():
+    """`archgen check` is a pre-commit tool: no torch, onnx, onnxruntime or jinja2."""
+    code = (
+        "import sys\n"
+        "from archgen.cli import main\n"
+        "try:\n"
+        f"    main(['check', '--format', 'json', {SEED!r}])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"main2 = __import__('archgen').load({SEED!r}).summary()\n"
+        "heavy = sorted(m for m in sys.modules\n"
+        "               if m.split('.')[0] in ('torch', 'onnx', 'onnxruntime', 'jinja2', 'numpy'))\n"
+        "print('HEAVY', heavy, file=sys.stderr)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "HEAVY []" in out.stderr, out.stderr
+
+
+def test_help_lists_every_command():
+    result = run("--help")
+    for command in ("check", "summary", "explain", "compile", "export", "parity"):
+        assert command in result.output

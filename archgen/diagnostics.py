@@ -13,19 +13,16 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Span:
+class Span(NamedTuple):
     """A place in a source file: 1-based line and column, `end_column` exclusive."""
 
     file: str
     line: int
     column: int
     end_column: int
-
-    def with_file(self, file: str) -> Span:
-        return Span(file, self.line, self.column, self.end_column)
 
 
 @dataclass

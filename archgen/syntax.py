@@ -165,7 +165,7 @@ _TOKEN = re.compile(
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class Tok:
     kind: str  # name int float str op newline end
     text: str
@@ -203,21 +203,21 @@ def _tokenize(source: str, file: str) -> tuple[list[Line], list[Diagnostic]]:
                 helps=["indent with spaces only (4 per level is usual)"]))
             continue
         tokens, pos, bad = [], len(lead), False
-        while pos < len(text):
-            m = _TOKEN.match(text, pos)
-            if not m:
-                ch = text[pos]
-                diags.append(Diagnostic(
-                    "error", "E100", f"unexpected character {ch!r}",
-                    Span(file, number, pos + 1, pos + 2),
-                    helps=["a spec line holds a call like conv2d(16, 3, padding=1); "
-                           "strings are quoted with \" or '"]))
-                bad = True
+        for m in _TOKEN.finditer(text, pos):
+            if m.start() != pos:
                 break
             kind = m.lastgroup
-            if kind not in ("ws", "comment"):
+            if kind != "ws" and kind != "comment":
                 tokens.append(Tok(kind, m.group(), number, pos + 1))
             pos = m.end()
+        if pos < len(text):
+            ch = text[pos]
+            diags.append(Diagnostic(
+                "error", "E100", f"unexpected character {ch!r}",
+                Span(file, number, pos + 1, pos + 2),
+                helps=["a spec line holds a call like conv2d(16, 3, padding=1); "
+                       "strings are quoted with \" or '"]))
+            bad = True
         if not bad and tokens:
             lines.append(Line(len(lead), tokens, number))
     return lines, diags

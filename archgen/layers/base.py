@@ -7,7 +7,6 @@ A kind is registered once (`register`); a second registration of a name fails lo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any, ClassVar
 
 Shape = tuple[int, ...]  # without the batch dimension
@@ -38,16 +37,16 @@ class P:
 @dataclass(frozen=True)
 class RF:
     """Receptive field per axis (h, w) in input pixels: window size, jump between neighbouring
-    outputs and the centre of the first output (start), plus the map's spatial size."""
+    outputs and the centre of the first output (start). Floats: exact for the integers and
+    halves of strided windows; upsampling and uneven adaptive pools give fractions."""
 
-    size: tuple[Fraction, Fraction]
-    jump: tuple[Fraction, Fraction]
-    start: tuple[Fraction, Fraction]
+    size: tuple[float, float]
+    jump: tuple[float, float]
+    start: tuple[float, float]
 
     @staticmethod
     def identity() -> RF:
-        one, half = Fraction(1), Fraction(1, 2)
-        return RF((one, one), (one, one), (half, half))
+        return RF((1.0, 1.0), (1.0, 1.0), (0.5, 0.5))
 
     def window(self, kernel, stride, pad_begin, dilation=(1, 1)) -> RF:
         """The step of a sliding window (conv/pool) over this field."""
@@ -56,18 +55,18 @@ class RF:
             k_eff = dilation[a] * (kernel[a] - 1) + 1
             size.append(self.size[a] + (k_eff - 1) * self.jump[a])
             jump.append(self.jump[a] * stride[a])
-            start.append(self.start[a] + (Fraction(k_eff - 1, 2) - pad_begin[a]) * self.jump[a])
+            start.append(self.start[a] + ((k_eff - 1) / 2 - pad_begin[a]) * self.jump[a])
         return RF(tuple(size), tuple(jump), tuple(start))
 
     def scaled(self, factor) -> RF:
         """Outputs packed `factor` times denser (upsampling, transposed conv)."""
-        jump = tuple(self.jump[a] / Fraction(factor[a]) for a in range(2))
+        jump = tuple(self.jump[a] / factor[a] for a in range(2))
         return RF(self.size, jump, self.start)
 
     def whole(self, positions) -> RF:
         """An output that sees every position of a map (linear after flatten, global pool)."""
         size = tuple(self.size[a] + (positions[a] - 1) * self.jump[a] for a in range(2))
-        start = tuple(self.start[a] + Fraction(positions[a] - 1, 2) * self.jump[a]
+        start = tuple(self.start[a] + (positions[a] - 1) / 2 * self.jump[a]
                       for a in range(2))
         return RF(size, self.jump, start)
 
@@ -92,8 +91,8 @@ class RF:
         return f"{h}" if h == w else f"{h}x{w}"
 
 
-def _num(v: Fraction) -> int | float:
-    return int(v) if v.denominator == 1 else round(float(v), 4)
+def _num(v: float) -> int | float:
+    return int(v) if float(v).is_integer() else round(v, 4)
 
 
 @dataclass

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 from .. import shapes
 from .base import RF, LayerError, LayerKind, P, Shape, Warn, fmt_tuple, positive, register, spatial
 from .conv import window_warnings
@@ -107,7 +105,7 @@ class _Adaptive(LayerKind):
         for size, out in zip(spatial(x), a["output_size"]):
             windows = shapes.adaptive_windows(size, out)
             kernel.append(max(e - s for s, e in windows))
-            stride.append(Fraction(size, out))
+            stride.append(size / out)
         return rf.window(kernel, stride, (0, 0))
 
     def warnings(self, a: dict, x: Shape, y: Shape) -> list[Warn]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 from .. import shapes
 from .base import RF, LayerError, LayerKind, P, Shape, positive, register, spatial
 from .conv import PADDING_MODES, check_padding_fits
@@ -67,4 +65,4 @@ class Upsample(LayerKind):
         return (x[0], *out)
 
     def receptive_field(self, a: dict, rf: RF, x: Shape, y: Shape) -> RF:
-        return rf.scaled(tuple(Fraction(o, i) for o, i in zip(y[1:], x[1:])))
+        return rf.scaled(tuple(o / i for o, i in zip(y[1:], x[1:])))

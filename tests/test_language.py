@@ -1,0 +1,153 @@
+"""The .cnn language: parsing, blocks, arithmetic, repeat, if, merges, names, diagnostics."""
+
+from __future__ import annotations
+
+import archgen
+from archgen.ir import Layer, Merge, walk
+
+
+def codes(text: str) -> list[tuple[str, int, int]]:
+    arch = archgen.parse(text, "t.cnn")
+    return [(d.code, d.span.line, d.span.column) for d in arch.check()]
+
+
+def net(text: str):
+    arch = archgen.parse(text, "t.cnn")
+    assert arch.ok, "\n".join(d.render(arch.source) for d in arch.check())
+    return arch.network
+
+
+def test_block_arithmetic_defaults_and_builtins():
+    n = net("""
+input [8, 16, 16]
+block b(c, mid=c // 4, k=3):
+    conv2d(mid * 2 + (c - c), 1)
+    conv2d(in_channels * 2, k, padding=k // 2)
+b(16)
+b(32, k=5)
+""")
+    shapes = [layer.out_shape for layer in n.layers()]
+    assert shapes == [(8, 16, 16), (16, 16, 16), (16, 16, 16), (32, 16, 16)]
+    assert [layer.args["kernel_size"] for layer in n.layers()] == [(1, 1), (3, 3), (1, 1), (5, 5)]
+
+
+def test_repeat_with_first_overrides_and_if():
+    n = net("""
+input [16, 32, 32]
+block b(c, stride=1, down=false):
+    if down:
+        conv2d(c, 3, stride=stride, padding=1)
+    else:
+        conv2d(c, 3, padding=1)
+stage:
+    repeat 3 first(stride=2, down=true): b(32)
+""")
+    assert [layer.out_shape for layer in n.layers()] == [(32, 16, 16)] * 3
+    assert [layer.path for layer in n.layers()] == ["stage.0.0", "stage.1.0", "stage.2.0"]
+
+
+def test_add_and_concat_shapes_params_and_receptive_field():
+    n = net("""
+input [16, 8, 8]
+add:
+    branch:
+        conv2d(16, 3, padding=1)
+        conv2d(16, 3, padding=1)
+    identity()
+concat:
+    conv2d(8, 1)
+    maxpool2d(3, stride=1, padding=1)
+""")
+    merges = [node for node in walk(n.root) if isinstance(node, Merge)]
+    assert [m.out_shape for m in merges] == [(16, 8, 8), (24, 8, 8)]
+    assert merges[0].params == 2 * (16 * 16 * 9 + 16)
+    assert merges[0].rf.label() == "5"  # the union of 5x5 and 1x1
+    assert n.output_shape == (24, 8, 8)
+
+
+def test_names_become_paths_like_torchvision():
+    n = net("""
+input [64, 8, 8]
+block basic(out, stride=1, down=false):
+    add:
+        branch:
+            conv1 = conv2d(out, 3, stride=stride, padding=1, bias=false)
+            bn1 = batchnorm2d()
+            relu()
+            conv2 = conv2d(out, 3, padding=1, bias=false)
+            bn2 = batchnorm2d()
+        if down:
+            downsample:
+                conv2d(out, 1, stride=stride, bias=false)
+                batchnorm2d()
+        else:
+            identity()
+    relu()
+layer2:
+    repeat 2 first(stride=2, down=true): basic(128)
+""")
+    paths = [layer.path for layer in n.layers() if layer.params]
+    assert paths[:7] == ["layer2.0.conv1", "layer2.0.bn1", "layer2.0.conv2", "layer2.0.bn2",
+                         "layer2.0.downsample.0", "layer2.0.downsample.1", "layer2.1.conv1"]
+
+
+def test_plain_layer_list_becomes_layers_section():
+    n = net("input [3, 8, 8]\nconv2d(4, 3)\nrelu()\n")
+    assert [layer.path for layer in n.layers()] == ["layers.0", "layers.1"]
+
+
+def test_all_independent_errors_in_one_run():
+    found = codes("""input [3, 8, 8]
+block b(c):
+    conv2d(cc, 3)
+conv2d(16, 3, pad=1)
+b(4)
+relu(inplace=maybe)
+dropuot(0.5)
+""")
+    assert [c[0] for c in found] == ["E202", "E201", "E202", "E200"]
+
+
+def test_errors_after_a_shape_error_do_not_cascade():
+    found = codes("input [3, 4, 4]\nconv2d(8, 5)\nconv2d(8, 3)\nlinear(10)\n")
+    assert found == [("E402", 2, 11)]
+
+
+def test_syntax_and_indentation_errors_are_located():
+    assert codes("input [3, 8, 8]\nconv2d(16 3)\n")[0] == ("E100", 2, 11)
+    assert codes("input [3, 8, 8]\n    conv2d(16, 3)\n")[0][:2] == ("E101", 2)
+    assert codes("input [3, 8, 8]\nbackbone:\nconv2d(16, 3)\n")[0][:2] == ("E101", 2)
+    assert codes("input [3, 8, 8]\nconv2d(16, 3) $\n")[0] == ("E100", 2, 15)
+
+
+def test_missing_input_and_recursion_and_duplicates():
+    assert codes("conv2d(16, 3)\n")[0][0] == "E408"
+    assert "E205" in [c[0] for c in codes("input [3, 8, 8]\nblock b(c):\n    b(c)\nb(3)\n")]
+    assert "E203" in [c[0] for c in codes(
+        "input [3, 8, 8]\nblock b(c):\n    relu()\nblock b(c):\n    relu()\nb(1)\n")]
+    assert "E203" in [c[0] for c in codes("input [3, 8, 8]\na = relu()\na = relu()\n")]
+
+
+def test_hostile_names_are_refused():
+    for name in ("class", "import", "__init__", "forward", "_modules", "training"):
+        found = codes(f"input [3, 8, 8]\n{name} = conv2d(4, 3)\n")
+        assert found and found[0][0] == "E204", name
+    assert codes("network torch\ninput [3, 8, 8]\nrelu()\n")[0][0] == "E204"
+    assert codes("network class\ninput [3, 8, 8]\nrelu()\n")[0][0] == "E204"
+
+
+def test_nothing_is_evaluated_as_python():
+    found = codes('input [3, 8, 8]\nconv2d(__import__("os").system("true"), 3)\n')
+    assert found and found[0][0] == "E100"
+
+
+def test_quoted_enum_words_and_tuples():
+    n = net('input [3, 9, 12]\nconv2d(4, (3, 5), padding="same", padding_mode="circular")\n')
+    layer = next(n.layers())
+    assert isinstance(layer, Layer) and layer.out_shape == (4, 9, 12)
+    assert layer.args["pads"] == ((1, 1), (2, 2))
+
+
+def test_division_must_be_exact():
+    assert codes("input [3, 8, 8]\nblock b(c):\n    conv2d(c / 3, 1)\nb(16)\n")[0][0] == "E302"
+    assert codes("input [3, 8, 8]\nblock b(c):\n    conv2d(c // 0, 1)\nb(16)\n")[0][0] == "E302"

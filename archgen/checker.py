@@ -97,8 +97,8 @@ class Checker:
             for problem in assign_paths(net):
                 self.error("E203", problem.message, problem.span, problem.notes, problem.helps)
             self._design_warnings(net)
-        self.diags.sort(key=lambda d: (d.span.line if d.span else 0,
-                                       d.span.column if d.span else 0))
+        self.diags = _dedupe(self.diags)
+        net.diagnostics = self.diags
         return net
 
     def _input_shape(self) -> Shape | None:
@@ -469,7 +469,7 @@ class Checker:
 
     def block(self, call: ast.Call, scope: _Scope, flow: _Flow):
         block = self.spec.blocks[call.func]
-        label = f"{block.name}({', '.join(_text(a.value) for a in call.args)})"
+        label = f"{block.name}({', '.join(_arg_text(a) for a in call.args)})"
         if block.name in scope.stack:
             self.error("E205", f"block '{block.name}' uses itself", call.span,
                        notes=[" -> ".join(scope.stack + [block.name])],
@@ -539,6 +539,22 @@ class Checker:
                                  "adaptive_avgpool2d(1) before flatten())"])
 
 
+def _dedupe(diags: list[Diagnostic]) -> list[Diagnostic]:
+    """Sorted by position; a problem inside a block used several times is reported once, at
+    its first use, with the count of the others."""
+    first: dict[tuple, Diagnostic] = {}
+    extra: dict[tuple, int] = {}
+    for d in diags:
+        key = (d.severity, d.code, d.span)
+        if key in first:
+            extra[key] = extra.get(key, 0) + 1
+        else:
+            first[key] = d
+    for key, n in extra.items():
+        first[key].notes.append(f"the same holds at {n} more use{'s' * (n != 1)} of this line")
+    return sorted(first.values(), key=lambda d: (d.span.line, d.span.column) if d.span else (0, 0))
+
+
 def _spatial_kernel(layer: Layer) -> bool:
     k = layer.args.get("kernel_size")
     return k is not None and tuple(k) != (1, 1)
@@ -585,6 +601,10 @@ def _camel(stem: str) -> str:
     parts = re.split(r"[^A-Za-z0-9]+", stem)
     name = "".join(p[:1].upper() + p[1:] for p in parts if p)
     return name if name[:1].isalpha() else ""
+
+
+def _arg_text(a: ast.Arg) -> str:
+    return f"{a.name}={_text(a.value)}" if a.name else _text(a.value)
 
 
 def _text(e: ast.Expr) -> str:

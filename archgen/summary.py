@@ -35,13 +35,13 @@ def _signature(node: Node) -> tuple:
 
 
 def _collapse(items: list[Node]) -> list[tuple[Node, int, int, int]]:
-    """Runs of identical siblings -> (first, count, params of all, macs of all)."""
+    """Runs of identical siblings -> (last of the run, count, params of all, macs of all)."""
     runs: list[tuple[Node, int, int, int]] = []
     for item in items:
         if runs and isinstance(item, Seq) and item.block and \
                 _signature(runs[-1][0]) == _signature(item):
-            first, n, p, m = runs[-1]
-            runs[-1] = (first, n + 1, p + item.params, m + item.macs)
+            _, n, p, m = runs[-1]
+            runs[-1] = (item, n + 1, p + item.params, m + item.macs)
         else:
             runs.append((item, 1, item.params, item.macs))
     return runs

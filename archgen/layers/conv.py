@@ -121,9 +121,16 @@ class Conv2d(LayerKind):
 def window_warnings(kernel, stride, pads, dilation, x: Shape, ceil_mode: bool = False) -> list[Warn]:
     out = []
     h, w = spatial(x)
-    lost = [shapes.dropped(size, kernel[i], stride[i], pads[i][0], pads[i][1], dilation[i])
-            for i, size in enumerate((h, w))]
-    if not ceil_mode and any(lost):
+    k_eff = [dilation[i] * (kernel[i] - 1) + 1 for i in range(2)]
+    # Trailing input rows/columns no window reads. Only where windows touch or overlap: a
+    # stride larger than the kernel (a 1x1 stride-2 shortcut) skips pixels by design.
+    lost = [0, 0]
+    for i, size in enumerate((h, w)):
+        if stride[i] <= k_eff[i] and not ceil_mode:
+            unread = shapes.dropped(size, kernel[i], stride[i], pads[i][0], pads[i][1],
+                                    dilation[i])
+            lost[i] = max(0, unread - pads[i][1])
+    if any(lost):
         where = " and ".join(f"{n} {axis}" for n, axis in zip(lost, ("row(s)", "column(s)")) if n)
         out.append(Warn(
             "W500", f"stride {_pair_text(stride)} silently drops the last {where} of the "
@@ -131,7 +138,6 @@ def window_warnings(kernel, stride, pads, dilation, x: Shape, ceil_mode: bool = 
             notes=["those pixels are never read by any window"],
             helps=["pad the input, pick a size divisible by the stride, or use "
                    "ceil_mode=true (pooling) / padding=same (conv)"]))
-    k_eff = [dilation[i] * (kernel[i] - 1) + 1 for i in range(2)]
     if (h, w) != (1, 1) and k_eff[0] >= h + sum(pads[0]) and k_eff[1] >= w + sum(pads[1]):
         out.append(Warn(
             "W501", f"the {k_eff[0]}x{k_eff[1]} kernel covers the whole {h}x{w} input",

@@ -24,14 +24,17 @@ MAX_DEPTH = 32
 
 
 class _Word(str):
-    """A bare word that named no variable: an enumeration value such as same, or a typo."""
+    """A bare word that named no variable: an enumeration value such as same, or a typo.
+    Remembers where it was written and which names were defined there, for E202."""
+
+    span: Span
+    names: list[str]
 
 
 @dataclass
 class _Value:
     value: Any
     span: Span
-    bare: bool = False  # a bare word that is not a variable
     arg_span: Span | None = None  # the whole `name=value` it was passed as
 
 
@@ -90,7 +93,7 @@ class Checker:
         root = self._seq(items, flow, out, start, label=name, module=True)
         if not any(isinstance(n, Layer) or isinstance(n, (Seq, Merge)) for n in items) and \
                 not any(d.is_error for d in self.diags):
-            self.error("E408", "the spec has no layers", start,
+            self.error("E408", "the spec has no layers", spec.input_span or start,
                        helps=["add layers after the input line, e.g. conv2d(16, 3)"])
         net = Network(name, self.file, spec.source, shape or (), root, self.diags)
         if not any(d.is_error for d in self.diags):
@@ -125,9 +128,7 @@ class Checker:
     def eval(self, e: ast.Expr, scope: _Scope) -> _Value | None:
         """Evaluate an expression; None after reporting an error."""
         try:
-            return _Value(self._eval(e, scope), e.span,
-                          isinstance(e, ast.Word) and e.name not in scope.env
-                          and e.name not in _CONSTANTS)
+            return _Value(self._eval(e, scope), e.span)
         except _EvalError as err:
             self.error(err.code, err.message, err.span, helps=err.helps)
             return None
@@ -142,7 +143,9 @@ class Checker:
                 return scope.env[e.name]
             if e.name in _CONSTANTS:
                 return _CONSTANTS[e.name]
-            return _Word(e.name)
+            word = _Word(e.name)
+            word.span, word.names = e.span, list(scope.env)
+            return word
         if isinstance(e, ast.TupleExpr):
             return tuple(self._eval(i, scope) for i in e.items)
         if isinstance(e, ast.UnaryOp):
@@ -325,9 +328,12 @@ class Checker:
         for s in stmts:
             if isinstance(s, ast.If):
                 yield from self._branch_stmts(self._chosen(s, scope), scope)
-            elif isinstance(s, ast.Repeat):
-                for _, copy in self._repeat_copies(s, scope):
-                    yield copy
+            elif isinstance(s, ast.Repeat):  # each copy of the body is one branch
+                copies: dict[int, list[ast.Stmt]] = {}
+                for i, copy in self._repeat_copies(s, scope):
+                    copies.setdefault(i, []).append(copy)
+                for body in copies.values():
+                    yield body[0] if len(body) == 1 else ast.Group(s.span, None, body)
             else:
                 yield s
 
@@ -402,11 +408,12 @@ class Checker:
                 try:
                     args[p.name] = coerce(p, v.value)
                 except LayerError as err:
-                    if v.bare and p.type not in ("enum", "padding"):
-                        self.error("E202", f"'{v.value}' is not defined", v.span,
-                                   helps=[did_you_mean(v.value, list(scope.env)) or
-                                          f"{p.name} expects a value; the names defined here "
-                                          f"are: {', '.join(sorted(scope.env)) or 'none'}"])
+                    if isinstance(v.value, _Word) and p.type not in ("enum", "padding"):
+                        word = v.value
+                        self.error("E202", f"'{word}' is not defined", word.span,
+                                   helps=[did_you_mean(word, word.names) or
+                                          f"{p.name} expects a value; the names defined there "
+                                          f"are: {', '.join(sorted(word.names)) or 'none'}"])
                     else:
                         self.error(err.code, f"{kind.name}: {err.message}", v.span,
                                    err.notes, err.helps)

@@ -44,7 +44,7 @@ def pool_out(size: int, kernel: int, stride: int, pad: int = 0, dilation: int = 
     16
     >>> pool_out(7, 2, 2, ceil_mode=True)
     4
-    >>> pool_out(6, 3, 2, pad=1, ceil_mode=True)  # window 4 would start in the padding
+    >>> pool_out(5, 2, 2, pad=1, ceil_mode=True)  # window 4 would start in the padding
     3
     >>> pool_out(55, 3, 2, ceil_mode=True)
     27

@@ -15,7 +15,7 @@ class _Dropout(LayerKind):
 
     def warnings(self, a: dict, x: Shape, y: Shape) -> list[Warn]:
         if a["p"] >= 0.9:
-            return [Warn("W502", f"dropout p={a['p']} zeroes {a['p']:.0%} of the activations",
+            return [Warn("W502", f"p={a['p']} zeroes {a['p']:.0%} of the activations",
                          arg="p", notes=["p is the probability of dropping, not of keeping"],
                          helps=[f"did you mean p={1 - a['p']:.2g}?"])]
         return []

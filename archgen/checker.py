@@ -458,7 +458,10 @@ class Checker:
         rf = kind.receptive_field(args, flow.rf, x, y)
         node = Layer(call.span, x, y, rf, kind.param_count(args), kind.macs(args, x, y),
                      name=call.name, kind=kind, args=args)
-        return node, _Flow(y, rf, f"{kind.name} at line {call.span.line}")
+        origin = f"{kind.name} at line {call.span.line}"
+        if kind.name == "flatten" and len(y) == 1 and len(x) > 1:
+            origin = f"flatten() at line {call.span.line}: {'*'.join(map(str, x))} = {y[0]}"
+        return node, _Flow(y, rf, origin)
 
     def _rank_error(self, kind: LayerKind, call: ast.Call, x: Shape, flow: _Flow) -> None:
         if kind.rank == 1:

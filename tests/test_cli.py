@@ -127,3 +127,41 @@ def test_help_lists_every_command():
     result = run("--help")
     for command in ("check", "summary", "explain", "compile", "export", "parity"):
         assert command in result.output
+
+
+def _table_rows(text: str) -> list[tuple[str, int]]:
+    """(label, params) of each row of a summary table."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("---")) + 1
+    end = next(i for i, line in enumerate(lines) if line.startswith("===") and i > start)
+    rows = []
+    for line in lines[start:end]:
+        cells = line.split("  ")
+        numbers = [c.strip() for c in cells if c.strip().replace(",", "").isdigit()]
+        rows.append((line, int(numbers[0].replace(",", ""))))
+    return rows
+
+
+@pytest.mark.parametrize("name,total", [("resnet50", 25_557_032), ("densenet121", 7_978_856),
+                                        ("squeezenet1_1", 1_235_496)])
+def test_summary_counts_each_layer_once_through_branches(name, total):
+    """Where torchinfo double-counts shared or nested modules, every layer here is counted
+    once: the top-level rows, and separately the leaf layer rows, sum to the total."""
+    spec = str(ROOT / "examples" / f"{name}.cnn")
+    result = run("summary", spec)
+    assert result.exit_code == 0
+    assert f"Total params: {total:,}" in result.output
+    rows = _table_rows(result.output)
+    top = [p for line, p in rows if not line.startswith(("├", "└", "│", " "))]
+    assert sum(top) == total
+    net = __import__("archgen").load(spec).network
+    assert sum(layer.params for layer in net.layers()) == total
+
+
+def test_summary_collapse_shows_repeats_once():
+    spec = str(ROOT / "examples" / "resnet50.cnn")
+    full = run("summary", spec).output
+    short = run("summary", "--collapse", spec).output
+    assert " x 2" in short or " x 3" in short or " x 5" in short
+    assert len(short.splitlines()) < len(full.splitlines()) / 2
+    assert "Total params: 25,557,032" in short

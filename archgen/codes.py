@@ -190,6 +190,14 @@ flattens a large feature map. Pool more first (adaptive_avgpool2d(1) before flat
     flatten()                   # [512, 7, 7] -> 25,088 features
     linear(4096)                # 102,764,544 parameters
 """),
+    "W505": ("batch statistics on a 1x1 map", """
+batchnorm2d(track_running_stats=false) normalises with the statistics of the batch itself, in
+eval mode too. On a 1x1 map a batch of one sample has a single value per channel, and PyTorch
+refuses it ("Expected more than 1 value per channel").
+
+    adaptive_avgpool2d(1)
+    batchnorm2d(track_running_stats=false)
+"""),
 }
 
 

@@ -206,9 +206,11 @@ def coerce(p: P, v: Any) -> Any:
         if isinstance(v, tuple) and len(v) == 2 and all(_is_int(i) for i in v):
             return v
         raise bad
-    if t == "float":
+    if t in ("float", "float_or_none"):
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             return float(v)
+        if v is None and t == "float_or_none":
+            return None
         raise bad
     if t == "bool":
         if isinstance(v, bool):
@@ -234,7 +236,7 @@ def coerce(p: P, v: Any) -> Any:
         if _is_int(v):
             return (v, v, v, v)
         if isinstance(v, tuple) and len(v) in (2, 4) and all(_is_int(i) for i in v):
-            return (v[1], v[1], v[0], v[0]) if len(v) == 2 else v
+            return (*v, 0, 0) if len(v) == 2 else v  # F.pad: (left, right[, top, bottom])
         raise bad
     if t == "pair_or_none":
         return coerce(P(p.name, "pair"), v)
@@ -252,10 +254,11 @@ _TYPE_TEXT = {
     "int": "an integer",
     "pair": "an integer or a pair such as (3, 5)",
     "float": "a number",
+    "float_or_none": "a number or none",
     "bool": "true or false",
     "enum": "one of the listed words",
     "padding": "an integer, a pair, same or valid",
-    "pad4": "an integer or (left, right, top, bottom)",
+    "pad4": "an integer, (left, right) or (left, right, top, bottom)",
     "pair_or_none": "an integer or a pair",
     "scale": "a number or a pair of numbers",
 }

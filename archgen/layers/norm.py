@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import LayerError, LayerKind, P, Shape, check_inferred, register
+from .base import LayerError, LayerKind, P, Shape, Warn, check_inferred, register
 
 
 @register
@@ -13,15 +13,25 @@ class BatchNorm2d(LayerKind):
     params = (
         P("num_features", "int", None, inferred=True),
         P("eps", "float", 1e-5),
-        P("momentum", "float", 0.1),
+        P("momentum", "float_or_none", 0.1),
         P("affine", "bool", True),
         P("track_running_stats", "bool", True),
     )
 
     def normalise(self, a: dict, x: Shape) -> None:
         check_inferred(a, "num_features", x[0], "channels")
-        if a["eps"] <= 0:
-            raise LayerError("E301", f"eps must be positive, received {a['eps']}", arg="eps")
+        if a["eps"] < 0:
+            raise LayerError("E301", f"eps must be non-negative, received {a['eps']}",
+                             arg="eps")
+
+    def warnings(self, a: dict, x: Shape, y: Shape) -> list[Warn]:
+        if not a["track_running_stats"] and x[1] * x[2] == 1:
+            return [Warn(
+                "W505", "track_running_stats=false normalises with the batch's own "
+                "statistics, even in eval mode; on a 1x1 map a batch of 1 has one value per "
+                "channel, which PyTorch refuses", arg="track_running_stats",
+                helps=["keep running statistics, or normalise before the map shrinks to 1x1"])]
+        return []
 
     def param_count(self, a: dict) -> int:
         return 2 * a["num_features"] if a["affine"] else 0

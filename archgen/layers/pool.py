@@ -85,9 +85,9 @@ class AvgPool2d(_Pool):
 
     def normalise(self, a: dict, x: Shape) -> None:
         super().normalise(a, x)
-        if a["divisor_override"] is not None and a["divisor_override"] <= 0:
-            raise LayerError("E301", "divisor_override must be positive, received "
-                             f"{a['divisor_override']}", arg="divisor_override")
+        if a["divisor_override"] == 0:
+            raise LayerError("E301", "divisor_override must not be zero",
+                             arg="divisor_override")
 
 
 class _Adaptive(LayerKind):

@@ -11,7 +11,8 @@ from .conv import PADDING_MODES, check_padding_fits
 class Pad2d(LayerKind):
     name = "pad2d"
     torch_class = "nn.ZeroPad2d"  # the emitter picks the class matching `mode`
-    doc = "explicit padding: an integer or (left, right, top, bottom), as torch.nn.functional.pad"
+    doc = ("explicit padding: an integer, (left, right) or (left, right, top, bottom), as "
+           "torch.nn.functional.pad; negative padding (cropping) is refused")
     params = (P("padding", "pad4"), P("mode", "enum", "zeros", choices=PADDING_MODES),
               P("value", "float", 0.0))
 

@@ -8,6 +8,7 @@ shape errors that the first one caused.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,11 @@ class Checker:
             self.error("E204", f"network name {name!r} {problem}", name_span,
                        helps=["choose a CamelCase name such as MyNet"])
             name = "Network"
+        for block in spec.blocks.values():
+            problem = check_name(block.name, kind="layer")
+            if problem:  # an unnamed block instance is an attribute named after its block
+                self.error("E204", f"block name {block.name!r} {problem}", block.span,
+                           helps=["use a lower-case identifier such as conv_block"])
         shape = self._input_shape()
         flow = _Flow(shape, RF.identity(), "the input")
         scope = _Scope({})
@@ -134,6 +140,12 @@ class Checker:
             return None
 
     def _eval(self, e: ast.Expr, scope: _Scope) -> Any:
+        value = self._eval_any(e, scope)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise _EvalError("E302", f"{_text(e)} is not a finite number", e.span)
+        return value
+
+    def _eval_any(self, e: ast.Expr, scope: _Scope) -> Any:
         if isinstance(e, ast.Num):
             return e.value
         if isinstance(e, ast.Str):
@@ -223,6 +235,7 @@ class Checker:
         if isinstance(stmt, ast.Call):
             yield self.call(stmt, scope, flow)
         elif isinstance(stmt, ast.Group):
+            self._check_group_name(stmt)
             items, out = self.sequence(stmt.body, scope, flow)
             yield self._seq(items, flow, out, stmt.span, label=stmt.name or "branch",
                             module=stmt.name is not None, name=stmt.name), out
@@ -238,6 +251,12 @@ class Checker:
                     yield node, flow
         else:
             raise AssertionError(type(stmt))
+
+    def _check_group_name(self, stmt: ast.Group) -> None:
+        problem = stmt.name and check_name(stmt.name, kind="layer")
+        if problem:
+            self.error("E204", f"name {stmt.name!r} {problem}", stmt.span,
+                       helps=["use a lower-case identifier such as stem or layer1"])
 
     def _chosen(self, stmt: ast.If, scope: _Scope) -> list[ast.Stmt]:
         cond = self.eval(stmt.cond, scope)
@@ -279,6 +298,7 @@ class Checker:
         spans: list[Span] = []
         for s in self._branch_stmts(stmt.branches, scope):
             if isinstance(s, ast.Group):
+                self._check_group_name(s)
                 items, out = self.sequence(s.body, scope, flow)
                 seq = self._seq(items, flow, out, s.span, label=s.name or "branch",
                                 module=s.name is not None, name=s.name)
@@ -318,11 +338,27 @@ class Checker:
                                   "agree"])
                 return None, _Flow(None, flow.rf, "concat")
             out_shape = (sum(sh[0] for sh in shapes), *shapes[0][1:])
+        if len(branches) > 1:
+            for branch in branches:
+                self._check_inplace_on_shared_input(branch, stmt.mode)
         rf = RF.union([b.rf for b in branches])
         node = Merge(stmt.span, flow.shape, out_shape, rf,
                      params=sum(b.params for b in branches), macs=sum(b.macs for b in branches),
                      mode=stmt.mode, branches=branches)
         return node, _Flow(out_shape, rf, f"{stmt.mode} at line {stmt.span.line}")
+
+    def _check_inplace_on_shared_input(self, branch: Seq, mode: str) -> None:
+        """An in-place layer that reads the merge's input overwrites what the other branches
+        read (identity, flatten and dropout in eval mode pass the same tensor on)."""
+        for layer in _leading_layers(branch):
+            if layer.args.get("inplace"):
+                self.error("E410", f"{layer.op}(inplace=true) overwrites the input that the "
+                           f"other branches of this {mode} also read", layer.span,
+                           helps=["drop inplace=true here (it is safe after a conv or "
+                                  "another layer that makes a new tensor)"])
+                return
+            if layer.op not in _ALIASING:
+                return
 
     def _branch_stmts(self, stmts: list[ast.Stmt], scope: _Scope):
         for s in stmts:
@@ -563,6 +599,20 @@ def _dedupe(diags: list[Diagnostic]) -> list[Diagnostic]:
     for key, n in extra.items():
         first[key].notes.append(f"the same holds at {n} more use{'s' * (n != 1)} of this line")
     return sorted(first.values(), key=lambda d: (d.span.line, d.span.column) if d.span else (0, 0))
+
+
+_ALIASING = {"identity", "flatten", "dropout", "dropout2d"}  # may return their input itself
+
+
+def _leading_layers(node: Node):
+    """The layers a sequence starts with, in order, looking into nested sequences."""
+    if isinstance(node, Layer):
+        yield node
+    elif isinstance(node, Seq):
+        for item in node.items:
+            yield from _leading_layers(item)
+            if not (isinstance(item, Layer) and item.op in _ALIASING):
+                return
 
 
 def _spatial_kernel(layer: Layer) -> bool:

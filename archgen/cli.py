@@ -11,7 +11,7 @@ import click
 
 from . import __version__
 from .api import Architecture, load
-from .diagnostics import render_all
+from .diagnostics import SpecError, render_all
 from .extras import MissingExtra
 
 
@@ -145,21 +145,27 @@ def compile_(specs: tuple[str, ...], out_dir: str, target: str, to_stdout: bool)
         _fail_on_errors(arch)
     from .emit_torch import module_filename, render_torch
     from .fsutil import write_atomic
-    for arch in archs:
-        net = arch.network
-        command = f"archgen compile {arch.file}"
-        if target in ("torch", "all"):
-            source = render_torch(net, command=command)
-            if to_stdout:
-                click.echo(source, nl=False)
-            else:
-                path = Path(out_dir) / module_filename(net)
-                changed = write_atomic(path, source)
-                click.echo(f"{'wrote' if changed else 'unchanged'} {path}", err=True)
-        if target in ("onnx", "all"):
-            from .emit_onnx import build_onnx, save_onnx
-            path = Path(out_dir) / (Path(module_filename(net)).stem + ".onnx")
-            changed = save_onnx(build_onnx(net), path)
+    outputs: list[tuple[Path | None, str | bytes]] = []  # rendered in full before any write
+    try:
+        for arch in archs:
+            net = arch.network
+            stem = Path(module_filename(net)).stem
+            if target in ("torch", "all"):
+                source = render_torch(net, command=f"archgen compile {arch.file}")
+                outputs.append((None if to_stdout else Path(out_dir) / f"{stem}.py", source))
+            if target in ("onnx", "all"):
+                from .emit_onnx import build_onnx
+                outputs.append((Path(out_dir) / f"{stem}.onnx",
+                                build_onnx(net).SerializeToString()))
+    except SpecError as e:
+        click.echo(render_all(e.diagnostics, e.sources), err=True)
+        click.echo("nothing written", err=True)
+        sys.exit(1)
+    for path, data in outputs:
+        if path is None:
+            click.echo(data, nl=False)
+        else:
+            changed = write_atomic(path, data)
             click.echo(f"{'wrote' if changed else 'unchanged'} {path}", err=True)
 
 

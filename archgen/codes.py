@@ -160,6 +160,15 @@ add: and concat: need branches. identity() is a branch that passes the input thr
         conv2d(64, 3, padding=1)
         identity()
 """),
+    "E410": ("in-place layer on a shared input", """
+The branches of add: and concat: all read the same input tensor. A layer with inplace=true at
+the start of a branch (or after identity, flatten or dropout, which pass the same tensor on)
+overwrites it before the other branches read it, so the network computes something else.
+
+    add:
+        relu(inplace=true)      # relu(x) + relu(x), not relu(x) + x
+        identity()
+"""),
     "W500": ("stride drops pixels", """
 The stride does not divide the padded input minus the kernel, so the last rows or columns are
 never read by any window. Pad, choose a size divisible by the stride, use ceil_mode=true

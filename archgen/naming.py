@@ -13,6 +13,7 @@ Rules:
 
 from __future__ import annotations
 
+import builtins
 import keyword
 from dataclasses import dataclass, field
 
@@ -47,8 +48,8 @@ def check_name(name: str, *, kind: str) -> str | None:
         return "starts with '_', which PyTorch reserves for module internals"
     if kind == "layer" and name in MODULE_ATTRS:
         return "would shadow nn.Module's own attribute of that name"
-    if kind == "network" and name in RESERVED_GLOBALS:
-        return "clashes with a name the generated file uses"
+    if kind == "network" and (name in RESERVED_GLOBALS or hasattr(builtins, name)):
+        return "clashes with a name the generated file uses or a Python builtin"
     if len(name) > 64:
         return "is longer than 64 characters"
     return None

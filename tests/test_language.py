@@ -151,3 +151,26 @@ def test_quoted_enum_words_and_tuples():
 def test_division_must_be_exact():
     assert codes("input [3, 8, 8]\nblock b(c):\n    conv2d(c / 3, 1)\nb(16)\n")[0][0] == "E302"
     assert codes("input [3, 8, 8]\nblock b(c):\n    conv2d(c // 0, 1)\nb(16)\n")[0][0] == "E302"
+
+
+def test_non_finite_numbers_are_refused():
+    assert codes("input [3, 8, 8]\nbatchnorm2d(eps=1e999)\n")[0][0] == "E302"
+    assert codes("input [3, 8, 8]\nleaky_relu(1e999 - 1e999)\n")[0][0] == "E302"
+
+
+def test_group_block_and_builtin_names_are_checked():
+    assert codes("input [3, 8, 8]\nclass:\n    relu()\n")[0][0] == "E204"
+    assert codes("input [3, 8, 8]\nblock forward(c):\n    relu()\nforward(1)\n")[0][0] == "E204"
+    assert codes("network super\ninput [3, 8, 8]\nrelu()\n")[0][0] == "E204"
+
+
+def test_inplace_layer_on_a_shared_branch_input_is_refused():
+    spec = "input [4, 8, 8]\nadd:\n    branch:\n        identity()\n        relu(inplace=true)\n    identity()\n"
+    assert codes(spec) == [("E410", 5, 9)]
+    safe = "input [4, 8, 8]\nadd:\n    branch:\n        conv2d(4, 1)\n        relu(inplace=true)\n    identity()\n"
+    assert codes(safe) == []
+
+
+def test_bare_none_selects_the_none_choice():
+    layer = next(net("input [3, 8, 8]\ngelu(approximate=none)\n").layers())
+    assert layer.args["approximate"] == "none"

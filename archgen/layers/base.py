@@ -217,6 +217,8 @@ def coerce(p: P, v: Any) -> Any:
             return v
         raise bad
     if t == "enum":
+        if v is None and "none" in p.choices:  # the bare word none, as in gelu(approximate=none)
+            return "none"
         if isinstance(v, str) and v in p.choices:
             return v
         if isinstance(v, str):

@@ -20,7 +20,6 @@ with PyTorch's own sampling positions, batchnorm without running stats from batc
 from __future__ import annotations
 
 import functools
-import importlib.resources
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from pathlib import Path
 from . import __version__, shapes
 from .extras import require
 from .ir import Layer, Merge, Network, Node, Seq
+from .templating import environment
 from .weights import WeightsError, check_state, initial_state, load_weights
 
 __all__ = ["DEFAULT_OPSET", "MIN_OPSET", "InternalError", "WeightsError", "build_onnx",
@@ -269,13 +269,6 @@ def resize_modes(a: dict) -> tuple[str, str]:
 
 # -- templates --------------------------------------------------------------------------------
 
-def _template_root():
-    try:
-        return importlib.resources.files("archgen.templates") / "onnx"
-    except ModuleNotFoundError:  # a source checkout: templates/ lies beside the package
-        return Path(__file__).resolve().parent.parent / "templates" / "onnx"
-
-
 def _q(name: str) -> str:
     """A value or node name as a quoted identifier (paths hold dots, which bare ones cannot)."""
     if '"' in name or "\\" in name:
@@ -292,12 +285,7 @@ def _float(v: float) -> str:
 
 @functools.cache
 def _environment():
-    jinja2 = require("jinja2", "onnx", "ONNX export")
-    root = _template_root()
-    env = jinja2.Environment(
-        loader=jinja2.FunctionLoader(lambda name: (root / name).read_text(encoding="utf-8")),
-        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-        keep_trailing_newline=False, autoescape=False)
+    env = environment("onnx", keep_trailing_newline=False)
     env.filters.update({
         "q": _q,
         "names": lambda names: ", ".join(_q(n) for n in names),

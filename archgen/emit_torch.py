@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import builtins
 import functools
-import importlib.resources
 import keyword
 import linecache
 import math
@@ -29,7 +28,6 @@ import sys
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .diagnostics import Diagnostic, Span, SpecError
@@ -38,6 +36,7 @@ from .ir import Layer, Merge, Network, Node, Seq
 from .layers.base import REQUIRED
 from .layers.conv import Conv2d
 from .naming import RESERVED_GLOBALS, check_name, members
+from .templating import environment
 
 WIDTH = 88  # ruff format's default line length
 BODY_INDENT = 8  # a method body
@@ -45,7 +44,7 @@ MAX_LISTED = 4  # line numbers listed in one comment
 
 # Helper classes the generated file may need: name -> (template, the imports it uses).
 HELPERS = {
-    "Conv2dSame": ("torch/conv2d_same.py.j2", ("from torch.nn import functional as F",)),
+    "Conv2dSame": ("conv2d_same.py.j2", ("from torch.nn import functional as F",)),
 }
 
 
@@ -61,7 +60,7 @@ def render_torch(net: Network, command: str | None = None) -> str:
     if any(d.is_error for d in net.diagnostics):
         raise SpecError(net.diagnostics, {net.file: net.source})
     model = _lower(net, command or f"archgen compile {shlex.quote(net.file)}")
-    return _environment().get_template("torch/module.py.j2").render(model=model)
+    return _environment().get_template("module.py.j2").render(model=model)
 
 
 def module_filename(net: Network) -> str:
@@ -569,22 +568,6 @@ def _body_lines(items: list[Item]) -> list[str]:
 
 # -- templates ---------------------------------------------------------------------------------
 
-def _template_root():
-    try:
-        return importlib.resources.files("archgen.templates")
-    except ModuleNotFoundError:  # a checkout on sys.path without an install
-        return Path(__file__).resolve().parent.parent / "templates"
-
-
 @functools.cache
 def _environment():
-    import jinja2
-
-    root = _template_root()
-
-    def load(name: str) -> str:
-        return root.joinpath(*name.split("/")).read_text(encoding="utf-8")
-
-    return jinja2.Environment(loader=jinja2.FunctionLoader(load), undefined=jinja2.StrictUndefined,
-                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-                              autoescape=False)
+    return environment("torch", keep_trailing_newline=True)

@@ -5,6 +5,8 @@ Checking imports nothing heavy; the PyTorch and ONNX targets import their packag
 
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
@@ -21,11 +23,13 @@ class Architecture:
     def __init__(self, text: str, file: str = "<spec>"):
         self.file = file
         self.source = text
-        self.ast = syntax.parse(text, file)
+        with _no_cyclic_gc():
+            self.ast = syntax.parse(text, file)
 
     @cached_property
     def _checked(self) -> Network:
-        return check(self.ast)
+        with _no_cyclic_gc():
+            return check(self.ast)
 
     def check(self) -> list[Diagnostic]:
         return list(self._checked.diagnostics)
@@ -68,6 +72,20 @@ class Architecture:
     def to_onnx(self, **kwargs):
         from .emit_onnx import build_onnx
         return build_onnx(self.network, **kwargs)
+
+
+@contextmanager
+def _no_cyclic_gc():
+    """Parsing and checking allocate ~10 objects per layer and free none of them until the end:
+    the cyclic collector would rescan them all again and again (15x instead of 10x the time
+    for 10x the layers). Reference counting still frees everything that is dropped."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def parse(text: str, file: str = "<spec>") -> Architecture:

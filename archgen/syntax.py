@@ -18,54 +18,59 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import partial
 
 from .diagnostics import Diagnostic, Span
 
 # ---------------------------------------------------------------------------------------------
 # AST
 
+# Plain records: no generated __repr__/__eq__, which halves the cost of creating the classes at
+# import (the CLI's start-up matters: `archgen check` runs in pre-commit hooks).
+_node = partial(dataclass, repr=False, eq=False)
 
-@dataclass
+
+@_node
 class Expr:
     span: Span
 
 
-@dataclass
+@_node
 class Num(Expr):
     value: int | float
 
 
-@dataclass
+@_node
 class Word(Expr):
     """A bare word: a block parameter, a builtin (in_channels), or an enumeration value (same)."""
 
     name: str
 
 
-@dataclass
+@_node
 class Str(Expr):
     value: str
 
 
-@dataclass
+@_node
 class TupleExpr(Expr):
     items: list[Expr]
 
 
-@dataclass
+@_node
 class BinOp(Expr):
     op: str
     left: Expr
     right: Expr
 
 
-@dataclass
+@_node
 class UnaryOp(Expr):
     op: str
     operand: Expr
 
 
-@dataclass
+@_node
 class Arg:
     name: str | None  # None for positional
     value: Expr
@@ -73,12 +78,12 @@ class Arg:
     name_span: Span | None = None
 
 
-@dataclass
+@_node
 class Stmt:
     span: Span
 
 
-@dataclass
+@_node
 class Call(Stmt):
     """`[name =] func(args)`: a layer or a block instance."""
 
@@ -89,7 +94,7 @@ class Call(Stmt):
     name_span: Span | None = None
 
 
-@dataclass
+@_node
 class Group(Stmt):
     """`NAME:` (named) or `branch:` (anonymous, only inside add/concat)."""
 
@@ -97,34 +102,34 @@ class Group(Stmt):
     body: list[Stmt]
 
 
-@dataclass
+@_node
 class Merge(Stmt):
     mode: str  # "add" | "concat"
     branches: list[Stmt]
 
 
-@dataclass
+@_node
 class Repeat(Stmt):
     count: Expr
     body: list[Stmt]
     first: list[Arg] = field(default_factory=list)
 
 
-@dataclass
+@_node
 class If(Stmt):
     cond: Expr
     body: list[Stmt]
     orelse: list[Stmt]
 
 
-@dataclass
+@_node
 class Param:
     name: str
     default: Expr | None
     span: Span
 
 
-@dataclass
+@_node
 class BlockDef:
     name: str
     params: list[Param]
@@ -132,7 +137,7 @@ class BlockDef:
     span: Span  # the header
 
 
-@dataclass
+@_node
 class Spec:
     file: str
     source: str

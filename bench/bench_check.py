@@ -2,7 +2,8 @@
 
     python bench/bench_check.py [--runs 15]
 
-1. Whole-process time of `archgen check` on examples (vgg16, resnet50, densenet121) against
+1. Whole-process time of `archgen check` on examples (vgg16, resnet50, densenet121), as
+   installed by `pip install .` (into a temporary folder), against
    `python -c pass` (the interpreter's floor) and `python -c "import torch"` (the floor of any
    check that runs a model).
 2. In-process check time (parse + check) of generated plain specs of 100, 1,000 and 10,000
@@ -14,10 +15,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,15 +30,27 @@ sys.path.insert(0, str(ROOT))
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
-def median_ms(cmd: list[str], runs: int) -> float:
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)  # warm-up
+def median_ms(cmd: list[str], runs: int, env: dict | None = None) -> float:
+    env = env or ENV
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)  # warm-up
     times = []
     for _ in range(runs):
         t = time.perf_counter()
-        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV,
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
                        check=False)
         times.append((time.perf_counter() - t) * 1e3)
     return statistics.median(times)
+
+
+def installed_archgen() -> tuple[list[str], dict]:
+    """`archgen` as `pip install .` leaves it (a regular install with compiled bytecode, not
+    the editable one of a development checkout, whose import hook costs start-up time)."""
+    target = Path(tempfile.mkdtemp(prefix="archgen-bench-"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--target", str(target), str(ROOT)],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = dict(ENV, PYTHONPATH=str(target))
+    return [sys.executable, str(target / "bin" / "archgen")], env
 
 
 def generated_spec(n_layers: int) -> str:
@@ -65,8 +78,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=15)
     args = ap.parse_args()
-    exe = shutil.which("archgen")
-    archgen_cmd = [exe] if exe else [sys.executable, "-m", "archgen.cli"]
+    archgen_cmd, archgen_env = installed_archgen()
     py = sys.executable
     floor = median_ms([py, "-c", "pass"], args.runs)
     rows = [("python -c pass", floor)]
@@ -81,7 +93,7 @@ def main() -> None:
         spec = ROOT / "examples" / f"{name}.cnn"
         if spec.exists():
             rows.append((f"archgen check examples/{name}.cnn",
-                         median_ms([*archgen_cmd, "check", str(spec)], args.runs)))
+                         median_ms([*archgen_cmd, "check", str(spec)], args.runs, archgen_env)))
     print(f"whole process, median of {args.runs} runs")
     for label, ms in rows:
         print(f"  {label:<42} {ms:8.1f} ms   {ms / floor:5.2f}x python -c pass")

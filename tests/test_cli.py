@@ -165,3 +165,42 @@ def test_summary_collapse_shows_repeats_once():
     assert " x 2" in short or " x 3" in short or " x 5" in short
     assert len(short.splitlines()) < len(full.splitlines()) / 2
     assert "Total params: 25,557,032" in short
+
+
+@pytest.mark.parametrize("blocked, command", [
+    ("torch", ["parity", SEED]),
+    ("onnxruntime", ["parity", SEED]),
+    ("onnx", ["export", SEED, "-o", "never.onnx"]),
+])
+def test_a_missing_extra_is_a_message_not_a_traceback(blocked, command, tmp_path):
+    """Without the [torch]/[onnx] extras the target commands name the extra to install."""
+    code = (
+        "import sys\n"
+        f"sys.modules[{blocked!r}] = None  # as if not installed\n"
+        "from archgen.cli import main\n"
+        f"main({command!r})\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in out.stderr
+    assert "pip install 'archgen[" in out.stderr
+    assert not (tmp_path / "never.onnx").exists()
+
+
+def test_to_torch_module_without_torch_names_the_extra():
+    code = (
+        "import sys\n"
+        "sys.modules['torch'] = None\n"
+        "import archgen\n"
+        "from archgen.extras import MissingExtra\n"
+        f"arch = archgen.load({SEED!r})\n"
+        "assert arch.to_torch_source().startswith('\"\"\"SeedCNN')  # needs no torch\n"
+        "try:\n"
+        "    arch.to_torch_module()\n"
+        "except MissingExtra as e:\n"
+        "    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert "pip install 'archgen[torch]'" in out.stdout

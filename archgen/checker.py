@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from .ir import Layer, Merge, Network, Node, Seq
 from .layers import REGISTRY
 from .layers.base import REQUIRED, RF, LayerError, LayerKind, P, Shape, coerce, describe
 from .naming import assign_paths, check_name
+from .record import factory, record
 
 MAX_DEPTH = 32
 
@@ -32,14 +32,14 @@ class _Word(str):
     names: list[str]
 
 
-@dataclass
+@record
 class _Value:
     value: Any
     span: Span
     arg_span: Span | None = None  # the whole `name=value` it was passed as
 
 
-@dataclass
+@record
 class _Flow:
     """What flows between statements: the shape (None once unknown), its receptive field and
     where it was produced (for notes)."""
@@ -53,10 +53,10 @@ class _Flow:
         return self.shape is not None
 
 
-@dataclass
+@record
 class _Scope:
     env: dict[str, Any]
-    stack: list[str] = field(default_factory=list)  # block names being expanded
+    stack: list[str] = factory(list)  # block names being expanded
 
 
 class Checker:

@@ -12,8 +12,9 @@ Rendered like a compiler error::
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
 from typing import NamedTuple
+
+from .record import factory, record
 
 
 class Span(NamedTuple):
@@ -25,14 +26,14 @@ class Span(NamedTuple):
     end_column: int
 
 
-@dataclass
+@record
 class Diagnostic:
     severity: str  # "error" or "warning"
     code: str
     message: str
     span: Span | None = None
-    notes: list[str] = field(default_factory=list)
-    helps: list[str] = field(default_factory=list)
+    notes: list[str] = factory(list)
+    helps: list[str] = factory(list)
 
     @property
     def is_error(self) -> bool:

@@ -10,13 +10,12 @@ name in ONNX.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-
 from .diagnostics import Diagnostic, Span
 from .layers.base import RF, LayerKind, Shape
+from .record import factory, record
 
 
-@dataclass
+@record
 class Node:
     span: Span
     in_shape: Shape
@@ -29,24 +28,24 @@ class Node:
     path: str = ""  # dotted module path from the network ("backbone.0.1")
 
 
-@dataclass
+@record
 class Layer(Node):
     kind: LayerKind = None
-    args: dict = field(default_factory=dict)  # normalised, PyTorch's names
+    args: dict = factory(dict)  # normalised, PyTorch's names
 
     @property
     def op(self) -> str:
         return self.kind.name
 
 
-@dataclass
+@record
 class Seq(Node):
     """A sequence. `module` is True where it becomes a module of its own (a section, a named
     group, a block instance, the network); anonymous branches and repeats are not.
     `style` is "sequential" (members indexed 0..n-1, an nn.Sequential) or "class" (named
     members and a forward written out), decided by `naming.assign_paths`."""
 
-    items: list[Node] = field(default_factory=list)
+    items: list[Node] = factory(list)
     label: str = ""  # what the spec calls it: "backbone", "conv_block(16)", "branch"
     block: str | None = None  # the block it instantiates
     module: bool = False
@@ -57,17 +56,17 @@ class Seq(Node):
         return self.block or "sequential"
 
 
-@dataclass
+@record
 class Merge(Node):
     mode: str = "add"  # "add" | "concat"
-    branches: list[Seq] = field(default_factory=list)
+    branches: list[Seq] = factory(list)
 
     @property
     def op(self) -> str:
         return self.mode
 
 
-@dataclass
+@record
 class Network:
     name: str
     file: str

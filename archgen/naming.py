@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import builtins
 import keyword
-from dataclasses import dataclass, field
-
 from .diagnostics import Span
 from .ir import Layer, Merge, Network, Node, Seq
+from .record import factory, record
 
 # nn.Module's (and nn.Sequential's) attributes: a layer named like one would shadow it.
 MODULE_ATTRS = frozenset("""
@@ -55,12 +54,12 @@ def check_name(name: str, *, kind: str) -> str | None:
     return None
 
 
-@dataclass
+@record
 class NameProblem:
     message: str
     span: Span
-    notes: list[str] = field(default_factory=list)
-    helps: list[str] = field(default_factory=list)
+    notes: list[str] = factory(list)
+    helps: list[str] = factory(list)
 
 
 def members(seq: Seq) -> tuple[list[Node], bool]:

@@ -17,60 +17,56 @@ Nothing is ever evaluated as Python: expressions are parsed here and evaluated b
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from functools import partial
 
 from .diagnostics import Diagnostic, Span
+from .record import factory, record
 
 # ---------------------------------------------------------------------------------------------
 # AST
 
-# Plain records: no generated __repr__/__eq__, which halves the cost of creating the classes at
-# import (the CLI's start-up matters: `archgen check` runs in pre-commit hooks).
-_node = partial(dataclass, repr=False, eq=False)
 
 
-@_node
+@record
 class Expr:
     span: Span
 
 
-@_node
+@record
 class Num(Expr):
     value: int | float
 
 
-@_node
+@record
 class Word(Expr):
     """A bare word: a block parameter, a builtin (in_channels), or an enumeration value (same)."""
 
     name: str
 
 
-@_node
+@record
 class Str(Expr):
     value: str
 
 
-@_node
+@record
 class TupleExpr(Expr):
     items: list[Expr]
 
 
-@_node
+@record
 class BinOp(Expr):
     op: str
     left: Expr
     right: Expr
 
 
-@_node
+@record
 class UnaryOp(Expr):
     op: str
     operand: Expr
 
 
-@_node
+@record
 class Arg:
     name: str | None  # None for positional
     value: Expr
@@ -78,12 +74,12 @@ class Arg:
     name_span: Span | None = None
 
 
-@_node
+@record
 class Stmt:
     span: Span
 
 
-@_node
+@record
 class Call(Stmt):
     """`[name =] func(args)`: a layer or a block instance."""
 
@@ -94,7 +90,7 @@ class Call(Stmt):
     name_span: Span | None = None
 
 
-@_node
+@record
 class Group(Stmt):
     """`NAME:` (named) or `branch:` (anonymous, only inside add/concat)."""
 
@@ -102,34 +98,34 @@ class Group(Stmt):
     body: list[Stmt]
 
 
-@_node
+@record
 class Merge(Stmt):
     mode: str  # "add" | "concat"
     branches: list[Stmt]
 
 
-@_node
+@record
 class Repeat(Stmt):
     count: Expr
     body: list[Stmt]
-    first: list[Arg] = field(default_factory=list)
+    first: list[Arg] = factory(list)
 
 
-@_node
+@record
 class If(Stmt):
     cond: Expr
     body: list[Stmt]
     orelse: list[Stmt]
 
 
-@_node
+@record
 class Param:
     name: str
     default: Expr | None
     span: Span
 
 
-@_node
+@record
 class BlockDef:
     name: str
     params: list[Param]
@@ -137,7 +133,7 @@ class BlockDef:
     span: Span  # the header
 
 
-@_node
+@record
 class Spec:
     file: str
     source: str
@@ -145,9 +141,9 @@ class Spec:
     network_span: Span | None = None
     input_shape: list[Expr] | None = None
     input_span: Span | None = None
-    blocks: dict[str, BlockDef] = field(default_factory=dict)
-    body: list[Stmt] = field(default_factory=list)
-    diagnostics: list[Diagnostic] = field(default_factory=list)
+    blocks: dict[str, BlockDef] = factory(dict)
+    body: list[Stmt] = factory(list)
+    diagnostics: list[Diagnostic] = factory(list)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,7 +166,7 @@ _TOKEN = re.compile(
 )
 
 
-@dataclass(slots=True)
+@record
 class Tok:
     kind: str  # name int float str op newline end
     text: str
@@ -181,7 +177,7 @@ class Tok:
         return Span(file, self.line, self.col, self.col + max(1, len(self.text)))
 
 
-@dataclass
+@record
 class Line:
     indent: int
     tokens: list[Tok]

@@ -6,8 +6,9 @@ A kind is registered once (`register`); a second registration of a name fails lo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
+
+from ..record import factory, record
 
 Shape = tuple[int, ...]  # without the batch dimension
 REQUIRED = object()
@@ -23,8 +24,7 @@ class LayerError(Exception):
         self.notes, self.helps = notes or [], helps or []
 
 
-@dataclass(frozen=True)
-class P:
+class P(NamedTuple):
     """One argument: PyTorch's name, a value type (see `coerce`), PyTorch's default."""
 
     name: str
@@ -34,8 +34,7 @@ class P:
     inferred: bool = False  # in_channels/in_features/num_features: keyword only, from the input
 
 
-@dataclass(frozen=True)
-class RF:
+class RF(NamedTuple):
     """Receptive field per axis (h, w) in input pixels: window size, jump between neighbouring
     outputs and the centre of the first output (start). Floats: exact for the integers and
     halves of strided windows; upsampling and uneven adaptive pools give fractions."""
@@ -95,13 +94,13 @@ def _num(v: float) -> int | float:
     return int(v) if float(v).is_integer() else round(v, 4)
 
 
-@dataclass
+@record
 class Warn:
     code: str
     message: str
     arg: str | None = None
-    notes: list[str] = field(default_factory=list)
-    helps: list[str] = field(default_factory=list)
+    notes: list[str] = factory(list)
+    helps: list[str] = factory(list)
 
 
 class LayerKind:

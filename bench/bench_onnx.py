@@ -84,6 +84,9 @@ def main() -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 2
         options.inter_op_num_threads = 1
+        # onnxruntime's workers spin after each run; on 2 cores that would steal the CPU from
+        # the PyTorch run that follows it in the interleaved rounds
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(
             build_onnx(net, state_dict=states[name]).SerializeToString(), options,
             providers=["CPUExecutionProvider"])

@@ -17,7 +17,7 @@ from . import syntax as ast
 from .diagnostics import Diagnostic, Span, did_you_mean
 from .ir import Layer, Merge, Network, Node, Seq
 from .layers import REGISTRY
-from .layers.base import REQUIRED, RF, LayerError, LayerKind, P, Shape, coerce, describe
+from .layers.base import REQUIRED, RF, LayerError, LayerKind, Shape, coerce, describe
 from .naming import assign_paths, check_name
 from .record import factory, record
 
@@ -97,8 +97,7 @@ class Checker:
         start = Span(self.file, 1, 1, 2)
         items, out = self.sequence(spec.body, scope, flow)
         root = self._seq(items, flow, out, start, label=name, module=True)
-        if not any(isinstance(n, Layer) or isinstance(n, (Seq, Merge)) for n in items) and \
-                not any(d.is_error for d in self.diags):
+        if not items and not any(d.is_error for d in self.diags):
             self.error("E408", "the spec has no layers", spec.input_span or start,
                        helps=["add layers after the input line, e.g. conv2d(16, 3)"])
         net = Network(name, self.file, spec.source, shape or (), root, self.diags)
@@ -216,10 +215,10 @@ class Checker:
         return v
 
     def _undefined(self, word: str, e: ast.Expr, scope: _Scope) -> _EvalError:
-        names = [n for n in scope.env if not n.startswith("in_")] + list(scope.env)
+        hint = did_you_mean(word, scope.env)
         return _EvalError("E202", f"'{word}' is not defined", e.span,
-                          [did_you_mean(word, names)] if did_you_mean(word, names) else
-                          [f"the names defined here are: {', '.join(sorted(scope.env)) or 'none'}"])
+                          [hint or f"the names defined here are: "
+                                   f"{', '.join(sorted(scope.env)) or 'none'}"])
 
     # -- statements ----------------------------------------------------------------------------
     def sequence(self, stmts: list[ast.Stmt], scope: _Scope, flow: _Flow) -> tuple[list[Node], _Flow]:
@@ -241,13 +240,13 @@ class Checker:
                             module=stmt.name is not None, name=stmt.name), out
         elif isinstance(stmt, ast.Merge):
             yield self.merge(stmt, scope, flow)
-        elif isinstance(stmt, ast.Repeat):
-            for i, call in self._repeat_copies(stmt, scope):
-                for node, flow in self.statement(call, scope, flow):
+        elif isinstance(stmt, ast.Repeat):  # each copy starts from the flow the last one left
+            for _, copy in self._repeat_copies(stmt, scope):
+                for node, flow in self.statement(copy, scope, flow):  # noqa: B020
                     yield node, flow
         elif isinstance(stmt, ast.If):
-            for s in self._chosen(stmt, scope):
-                for node, flow in self.statement(s, scope, flow):
+            for chosen in self._chosen(stmt, scope):
+                for node, flow in self.statement(chosen, scope, flow):  # noqa: B020
                     yield node, flow
         else:
             raise AssertionError(type(stmt))
@@ -687,4 +686,4 @@ def check(spec: ast.Spec) -> Network:
     return Checker(spec).run()
 
 
-__all__ = ["Checker", "check", "P"]
+__all__ = ["Checker", "check"]

@@ -580,34 +580,33 @@ _UNARY = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "hardswish": "Ha
           "identity": "Identity", "dropout": "Identity", "dropout2d": "Identity"}
 
 
+def _one_node(g: _Graph, layer: Layer, x: str, template: str, **attrs) -> str:
+    """A layer that is a single ONNX node, named after the layer's path."""
+    y = g.output_of(layer, layer.path)
+    g.emit(template, name=layer.path, y=y, x=x, **attrs)
+    return y
+
+
 @lowering(*_UNARY)
 def _unary(g: _Graph, layer: Layer, x: str) -> str:
     # dropout is the identity in eval mode; an Identity node keeps the layer visible and named
-    y = g.output_of(layer, layer.path)
-    g.emit("unary", name=layer.path, y=y, x=x, op=_UNARY[layer.op])
-    return y
+    return _one_node(g, layer, x, "unary", op=_UNARY[layer.op])
 
 
 @lowering("relu6")
 def _relu6(g: _Graph, layer: Layer, x: str) -> str:
-    y = g.output_of(layer, layer.path)
-    g.emit("clip", name=layer.path, y=y, x=x, min=g.const(f"{layer.path}/min", 0.0),
-           max=g.const(f"{layer.path}/max", 6.0))
-    return y
+    return _one_node(g, layer, x, "clip", min=g.const(f"{layer.path}/min", 0.0),
+                     max=g.const(f"{layer.path}/max", 6.0))
 
 
 @lowering("leaky_relu")
 def _leaky_relu(g: _Graph, layer: Layer, x: str) -> str:
-    y = g.output_of(layer, layer.path)
-    g.emit("leaky_relu", name=layer.path, y=y, x=x, alpha=layer.args["negative_slope"])
-    return y
+    return _one_node(g, layer, x, "leaky_relu", alpha=layer.args["negative_slope"])
 
 
 @lowering("elu")
 def _elu(g: _Graph, layer: Layer, x: str) -> str:
-    y = g.output_of(layer, layer.path)
-    g.emit("elu", name=layer.path, y=y, x=x, alpha=layer.args["alpha"])
-    return y
+    return _one_node(g, layer, x, "elu", alpha=layer.args["alpha"])
 
 
 @lowering("gelu")
@@ -633,16 +632,12 @@ def _gelu(g: _Graph, layer: Layer, x: str) -> str:
 
 @lowering("silu")
 def _silu(g: _Graph, layer: Layer, x: str) -> str:
-    y = g.output_of(layer, layer.path)
-    g.emit("silu", name=layer.path, y=y, x=x, h=_helpers(layer.path, "sigmoid"))
-    return y
+    return _one_node(g, layer, x, "silu", h=_helpers(layer.path, "sigmoid"))
 
 
 @lowering("softmax")
 def _softmax(g: _Graph, layer: Layer, x: str) -> str:
-    y = g.output_of(layer, layer.path)
-    g.emit("softmax", name=layer.path, y=y, x=x, axis=layer.args["dim"])
-    return y
+    return _one_node(g, layer, x, "softmax", axis=layer.args["dim"])
 
 
 @lowering("flatten")

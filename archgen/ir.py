@@ -92,19 +92,17 @@ class Network:
         return (n for n in walk(self.root) if isinstance(n, Layer))
 
 
-def walk(node: Node, depth: int = 0) -> Iterator[Node]:
-    yield node
+def children(node: Node) -> list[Node]:
+    """A sequence's items, a merge's branches; a layer has none."""
     if isinstance(node, Seq):
-        for item in node.items:
-            yield from walk(item)
-    elif isinstance(node, Merge):
-        for branch in node.branches:
-            yield from walk(branch)
+        return node.items
+    if isinstance(node, Merge):
+        return node.branches
+    return []
 
 
-def walk_depth(node: Node, depth: int = 0) -> Iterator[tuple[Node, int]]:
-    yield node, depth
-    children = node.items if isinstance(node, Seq) else (
-        node.branches if isinstance(node, Merge) else [])
-    for child in children:
-        yield from walk_depth(child, depth + 1)
+def walk(node: Node) -> Iterator[Node]:
+    """The node and everything inside it, in forward order (branches in the order written)."""
+    yield node
+    for child in children(node):
+        yield from walk(child)

@@ -6,7 +6,7 @@ block or a merge shows the sums of what lies inside it.
 
 from __future__ import annotations
 
-from .ir import Layer, Merge, Network, Node, Seq
+from .ir import Layer, Merge, Network, Node, Seq, children
 from .report import call_text
 
 
@@ -20,18 +20,10 @@ def _label(node: Node) -> str:
     return f"{node.attr}: {text}" if node.attr and node.attr != text else text
 
 
-def _children(node: Node) -> list[Node]:
-    if isinstance(node, Seq):
-        return node.items
-    if isinstance(node, Merge):
-        return node.branches
-    return []
-
-
 def _signature(node: Node) -> tuple:
     """Equal for structurally identical subtrees (repeated blocks)."""
     own = (_label(node).split(": ", 1)[-1], node.out_shape, node.params, node.macs)
-    return own + tuple(_signature(c) for c in _children(node))
+    return own + tuple(_signature(c) for c in children(node))
 
 
 def _collapse(items: list[Node]) -> list[tuple[Node, int, int, int]]:
@@ -56,8 +48,8 @@ def _rows(node: Node, prefix: str, last: bool, collapse: bool, out: list, count:
                 node.macs if macs is None else macs, node.rf.label()))
     if count > 1:
         return
-    children = _children(node)
-    runs = _collapse(children) if collapse else [(c, 1, c.params, c.macs) for c in children]
+    kids = children(node)
+    runs = _collapse(kids) if collapse else [(c, 1, c.params, c.macs) for c in kids]
     child_prefix = prefix + ("" if top else ("   " if last else "│  "))
     for i, (child, n, p, m) in enumerate(runs):
         _rows(child, child_prefix, i == len(runs) - 1, collapse, out, n, p, m)

@@ -10,8 +10,6 @@ from .conv import window_warnings
 class _Pool(LayerKind):
     """Shared rule of max and average pooling: stride defaults to kernel_size."""
 
-    has_dilation = True
-
     def normalise(self, a: dict, x: Shape) -> None:
         if a.get("stride") is None:
             a["stride"] = a["kernel_size"]

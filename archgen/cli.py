@@ -4,6 +4,8 @@ import jinja2, torch, onnx and onnxruntime only when they run."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 from pathlib import Path
 
@@ -13,17 +15,31 @@ from . import __version__
 from .api import Architecture, load
 from .diagnostics import SpecError, render_all
 from .extras import MissingExtra
+from .fsutil import OutputError
+from .suppress import ConfigError
 
 
 def _load(path: str) -> Architecture:
+    """The spec at `path`, or one line and exit 2 for a path that is not a readable UTF-8 file.
+    A FIFO or device is refused before it is opened: reading one could block for ever."""
     try:
+        mode = os.stat(path).st_mode
+        if stat.S_ISDIR(mode):
+            raise _usage(f"{path} is a directory, not a .cnn spec")
+        if not stat.S_ISREG(mode):
+            raise _usage(f"{path} is not a regular file (a FIFO, socket or device)")
         return load(path)
-    except FileNotFoundError:
-        raise click.UsageError(f"no such file: {path}") from None
+    except (FileNotFoundError, NotADirectoryError):
+        blocker = _file_in(path)
+        why = f" ({blocker} is a file, not a directory)" if blocker else ""
+        raise _usage(f"no such file: {path}{why}") from None
     except IsADirectoryError:
-        raise click.UsageError(f"{path} is a directory, not a .cnn spec") from None
-    except UnicodeDecodeError:
-        raise click.UsageError(f"{path} is not a UTF-8 text file") from None
+        raise _usage(f"{path} is a directory, not a .cnn spec") from None
+    except UnicodeDecodeError as e:
+        raise _usage(f"{path} is not a UTF-8 text file (byte {e.start} is "
+                     f"0x{e.object[e.start]:02x})") from None
+    except OSError as e:
+        raise _usage(f"cannot read {path}: {e.strerror or e}") from None
 
 
 def _print_diagnostics(arch: Architecture) -> None:
@@ -42,13 +58,56 @@ def _fail_on_errors(arch: Architecture) -> None:
         sys.exit(1)
 
 
+class _OneLineUsageError(click.UsageError):
+    """A usage error as one line on stderr (exit 2): `error: <what and why>`, with a pointer to
+    --help only where the command line's shape is wrong (a missing argument, an unknown
+    option), not for a bad value or path."""
+
+    def __init__(self, message: str, ctx: click.Context | None, hint: bool):
+        super().__init__(message, ctx)
+        self.hint = hint
+
+    def show(self, file=None) -> None:
+        text = " ".join(self.format_message().split())  # one line, whatever the message
+        if self.hint and self.ctx is not None:
+            text += f" (see '{self.ctx.command_path} --help')"
+        click.echo(f"error: {text}", err=True, file=file)
+
+
+def _usage(message: str) -> _OneLineUsageError:
+    """A path or value problem found by archgen itself: `error: message`, no --help pointer."""
+    return _OneLineUsageError(message, click.get_current_context(silent=True), hint=False)
+
+
+def _one_line(e: click.UsageError) -> click.UsageError:
+    if isinstance(e, (_OneLineUsageError, click.exceptions.NoArgsIsHelpError)):
+        return e  # the latter prints the help: `archgen` alone, or a command without arguments
+    return _OneLineUsageError(e.format_message(), e.ctx,
+                              hint=not isinstance(e, click.BadParameter)
+                              or isinstance(e, click.MissingParameter))
+
+
 class _Group(click.Group):
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as e:
+            raise _one_line(e) from e.__cause__
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except click.UsageError as e:
+            raise _one_line(e) from e.__cause__
         except MissingExtra as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(1)
+        except ConfigError as e:  # a bad [tool.archgen] table in a pyproject.toml
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+        except OutputError as e:  # a path that cannot be written: like a missing input, exit 2
+            click.echo(f"error: {e}; nothing written", err=True)
+            sys.exit(2)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -67,24 +126,87 @@ def main() -> None:
     """
 
 
+def _spec_paths(specs: tuple[str, ...]) -> list[str]:
+    """SPEC arguments as files: '-' is standard input, a directory every *.cnn below it
+    (sorted; hidden folders such as .git and .venv are skipped)."""
+    paths: list[str] = []
+    for spec in specs:
+        if spec != "-" and Path(spec).is_dir():
+            found = []
+            for folder, dirs, names in os.walk(spec):
+                dirs[:] = [d for d in dirs if not d.startswith(".")]
+                found += [os.path.join(folder, name) for name in names if name.endswith(".cnn")]
+            found.sort()
+            if not found:
+                raise click.UsageError(f"no .cnn files under {spec}")
+            paths += found
+        else:
+            paths.append(spec)
+    return paths
+
+
+def _read_stdin() -> Architecture:
+    """`check -`: the spec from standard input, named <stdin>, with the settings of the
+    pyproject.toml above the current directory."""
+    from .suppress import find_settings
+    if sys.stdin is None:
+        raise click.UsageError("no standard input to read the spec from")
+    try:
+        data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read()
+        text = data if isinstance(data, str) else data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise click.UsageError("standard input is not UTF-8 text") from None
+    arch = Architecture(text.replace("\r\n", "\n"), "<stdin>")
+    arch.settings = find_settings(Path.cwd())
+    arch.ignore = arch.settings.ignore
+    return arch
+
+
 @main.command()
-@click.argument("specs", nargs=-1, required=True)
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)
-@click.option("--strict", is_flag=True, help="Treat warnings as errors (exit 1).")
-def check(specs: tuple[str, ...], fmt: str, strict: bool) -> None:
-    """Check SPECS statically. Exit 0 when clean (warnings allowed), 1 on any error (or any
-    warning with --strict), 2 on usage problems such as a missing file."""
-    archs = [_load(p) for p in specs]
+@click.argument("specs", nargs=-1, required=True, type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "github", "sarif"]),
+              default="text", show_default=True,
+              help="json: one document; github: workflow commands that annotate the files "
+                   "in GitHub Actions; sarif: SARIF 2.1.0 for code scanning.")
+@click.option("--strict/--no-strict", default=None,
+              help="Treat warnings as errors (exit 1). Default: `strict` of [tool.archgen] in "
+                   "pyproject.toml, else off.")
+@click.option("--ignore", "ignore", multiple=True, metavar="CODE[,CODE]",
+              help="Suppress these warnings; a prefix such as W50 counts. Repeatable; adds to "
+                   "`ignore` of [tool.archgen]. Errors cannot be ignored.")
+def check(specs: tuple[str, ...], fmt: str, strict: bool | None,
+          ignore: tuple[str, ...]) -> None:
+    """Check SPECS statically: files, directories (every *.cnn below) or - for standard
+    input. Exit 0 when clean (warnings allowed), 1 on any error (or any warning with --strict),
+    2 on usage problems such as a missing file.
+
+    \b
+    Warnings are suppressed by --ignore, by `ignore = [...]` in [tool.archgen] of the
+    nearest pyproject.toml, and by a comment on the line a warning points at:
+        linear(4096)  # archgen: ignore[W504]
+    """
+    from .suppress import ConfigError, parse_codes
+    try:
+        extra = parse_codes(ignore, "--ignore")
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from None
+    archs = [_read_stdin() if p == "-" else _load(p) for p in _spec_paths(specs)]
     failed = False
     docs = []
+    results = []
     for arch in archs:
+        arch.ignore += tuple(c for c in extra if c not in arch.ignore)
         diags = arch.check()
         errors = [d for d in diags if d.is_error]
         warnings = [d for d in diags if not d.is_error]
-        failed |= bool(errors) or (strict and bool(warnings))
+        strict_here = strict if strict is not None else bool(arch.settings and
+                                                              arch.settings.strict)
+        failed |= bool(errors) or (strict_here and bool(warnings))
         if fmt == "json":
             docs.append(arch.to_json())
+            continue
+        if fmt in ("github", "sarif"):
+            results.append((arch.file, diags))
             continue
         if diags:
             click.echo(render_all(diags, {arch.file: arch.source}))
@@ -95,12 +217,21 @@ def check(specs: tuple[str, ...], fmt: str, strict: bool) -> None:
         else:
             net = arch.network
             shape = lambda s: "[" + ", ".join(map(str, s)) + "]"  # noqa: E731
-            extra = f" ({len(warnings)} warning{'s' * (len(warnings) != 1)})" if warnings else ""
-            click.echo(f"{arch.file}: ok{extra}: {net.name} {shape(net.input_shape)} -> "
+            extra_text = (f" ({len(warnings)} warning{'s' * (len(warnings) != 1)})"
+                          if warnings else "")
+            click.echo(f"{arch.file}: ok{extra_text}: {net.name} {shape(net.input_shape)} -> "
                        f"{shape(net.output_shape)}, {net.total_params:,} params, "
                        f"{net.total_macs / 1e6:,.2f} M MACs")
     if fmt == "json":
         click.echo(json.dumps(docs, indent=2))
+    elif fmt == "github":
+        from .ci_formats import github_annotations
+        text = github_annotations(results)
+        if text:
+            click.echo(text)
+    elif fmt == "sarif":
+        from .ci_formats import sarif_log
+        click.echo(json.dumps(sarif_log(results, version=__version__), indent=2))
     sys.exit(1 if failed else 0)
 
 
@@ -129,9 +260,125 @@ def explain(code: str | None) -> None:
     click.echo(text)
 
 
+# -- option values: a bad one is one line and exit 2, with the real reason ------------------
+
+def _file_in(path: str | Path) -> Path | None:
+    """The first existing non-directory among `path`'s parents, which blocks it."""
+    for parent in Path(path).parents:
+        if parent.exists() and not parent.is_dir():
+            return parent
+    return None
+
+
+def _out_dir(ctx, param, value: str) -> str:
+    if not value:
+        raise click.BadParameter("an empty path", ctx, param)
+    if Path(value).exists() and not Path(value).is_dir():
+        raise click.BadParameter(f"{value} is a file, not a directory", ctx, param)
+    blocker = _file_in(value)
+    if blocker is not None:
+        raise click.BadParameter(f"cannot create {value}: {blocker} is a file, not a directory",
+                                 ctx, param)
+    return value
+
+
+def _names_directory(value: str) -> bool:
+    return value.endswith(("/", os.sep)) or Path(value).is_dir()
+
+
+def _onnx_output(ctx, param, value: str) -> str:
+    """A file, or a directory (existing, or named with a trailing slash) for DIR/<name>.onnx."""
+    if not value:
+        raise click.BadParameter("an empty path", ctx, param)
+    blocker = Path(value) if value.endswith(("/", os.sep)) and Path(value).is_file() else None
+    blocker = blocker or _file_in(value)
+    if blocker is not None:
+        raise click.BadParameter(f"cannot write {value}: {blocker} is a file, not a directory",
+                                 ctx, param)
+    return value
+
+
+def _weights_file(ctx, param, value: str | None) -> str | None:
+    """A readable regular file; what it holds is load_weights' business (exit 1)."""
+    if value is None:
+        return None
+    try:
+        mode = os.stat(value).st_mode
+        if stat.S_ISDIR(mode):
+            raise click.BadParameter(f"{value} is a directory, not a checkpoint", ctx, param)
+        if not stat.S_ISREG(mode):  # a FIFO or device: reading could block for ever
+            raise click.BadParameter(f"{value} is not a regular file", ctx, param)
+        with open(value, "rb"):
+            pass
+    except (FileNotFoundError, NotADirectoryError):
+        blocker = _file_in(value)
+        why = f" ({blocker} is a file, not a directory)" if blocker else ""
+        raise click.BadParameter(f"no such file: {value}{why}", ctx, param) from None
+    except OSError as e:
+        raise click.BadParameter(f"cannot read {value}: {e.strerror or e}", ctx, param) from None
+    return value
+
+
+SEED_LIMIT = 2**64  # numpy and PyTorch seeds are unsigned 64-bit integers
+
+
+def _seed(ctx, param, value: int) -> int:
+    if not 0 <= value < SEED_LIMIT:
+        raise click.BadParameter(f"a seed is an integer from 0 to 2**64 - 1; received {value}",
+                                 ctx, param)
+    return value
+
+
+def _opset(ctx, param, value: int | None) -> int | None:
+    """The range of this installation: archgen's oldest opset to the newest its onnx defines."""
+    if value is None:
+        return None
+    from .emit_onnx import MIN_OPSET
+    from .extras import require
+    onnx = require("onnx", "onnx", "ONNX export")
+    newest = onnx.defs.onnx_opset_version()
+    if value < MIN_OPSET:
+        raise click.BadParameter(
+            f"{value} is older than opset {MIN_OPSET}, the oldest archgen's ONNX lowerings are "
+            f"written and tested for (this installation exports opsets {MIN_OPSET} to {newest})",
+            ctx, param)
+    if value > newest:
+        raise click.BadParameter(
+            f"{value} is newer than opset {newest}, the newest the installed onnx "
+            f"{onnx.__version__} defines (this installation exports opsets {MIN_OPSET} to "
+            f"{newest})", ctx, param)
+    return value
+
+
+def _batch(ctx, param, value: int) -> int:
+    from .parity import check_batch
+    try:
+        return check_batch(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e), ctx, param) from None
+
+
+def _tolerance(ctx, param, value: float) -> float:
+    from .parity import check_tolerance
+    try:
+        return check_tolerance(param.name, value)
+    except ValueError as e:
+        raise click.BadParameter(str(e), ctx, param) from None
+
+
+_ALLOW_NONFINITE = click.option(
+    "--allow-nonfinite", is_flag=True,
+    help="Accept NaN and infinite values in --weights (refused by default).")
+
+
+def _print_notes(notes: list[str]) -> None:
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+
+
 @main.command(name="compile")
 @click.argument("specs", nargs=-1, required=True)
-@click.option("-o", "--out-dir", default="build", show_default=True,
+@click.option("-o", "--out-dir", default="build", show_default=True, callback=_out_dir,
               help="Directory for the generated files.")
 @click.option("--target", type=click.Choice(["torch", "onnx", "all"]), default="torch",
               show_default=True)
@@ -171,44 +418,66 @@ def compile_(specs: tuple[str, ...], out_dir: str, target: str, to_stdout: bool)
 
 @main.command()
 @click.argument("spec")
-@click.option("-o", "--output", required=True, help="Path of the .onnx file to write.")
-@click.option("--weights", help="A state_dict of the generated module, saved with torch.save.")
-@click.option("--opset", type=int, default=None, help="ONNX opset (default: archgen's).")
+@click.option("-o", "--output", required=True, callback=_onnx_output,
+              help="The .onnx file to write, or a directory (an existing one, or DIR/) for "
+                   "DIR/<network>.onnx.")
+@click.option("--weights", callback=_weights_file,
+              help="A state_dict of the generated module, saved with torch.save.")
+@_ALLOW_NONFINITE
+@click.option("--opset", type=int, default=None, callback=_opset,
+              help="ONNX opset (default: archgen's), from archgen's oldest to the newest the "
+                   "installed onnx defines.")
 @click.option("--dynamic-batch/--static-batch", default=True, show_default=True,
               help="Leave the batch dimension symbolic (N) or fix it to 1.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=int, default=0, show_default=True, callback=_seed,
               help="Seed of the initial weights when no checkpoint is given.")
-def export(spec: str, output: str, weights: str | None, opset: int | None,
-           dynamic_batch: bool, seed: int) -> None:
+def export(spec: str, output: str, weights: str | None, allow_nonfinite: bool,
+           opset: int | None, dynamic_batch: bool, seed: int) -> None:
     """Export SPEC to an ONNX graph, checked by onnx.checker and strict shape inference."""
     arch = _load(spec)
     _fail_on_errors(arch)
     from .emit_onnx import WeightsError, build_onnx, load_weights, save_onnx
     net = arch.network
+    if _names_directory(output):
+        from .emit_torch import module_filename
+        output = str(Path(output) / f"{Path(module_filename(net)).stem}.onnx")
+    notes: list[str] = []
     try:
-        state = load_weights(net, weights) if weights else None
+        state = (load_weights(net, weights, allow_nonfinite=allow_nonfinite, notes=notes)
+                 if weights else None)
+        _print_notes(notes)
         model = build_onnx(net, opset=opset, dynamic_batch=dynamic_batch, state_dict=state,
                            seed=seed)
     except WeightsError as e:
         click.echo(f"error: {e}", err=True)
         click.echo("nothing written", err=True)
         sys.exit(1)
-    changed = save_onnx(model, output)
+    try:
+        changed = save_onnx(model, output)
+    except ValueError as e:  # larger than protobuf's 2 GiB
+        click.echo(f"error: {e}; nothing written", err=True)
+        sys.exit(1)
     click.echo(f"{'wrote' if changed else 'unchanged'} {output} (opset "
                f"{model.opset_import[0].version}, {net.total_params:,} params)", err=True)
 
 
 @main.command()
 @click.argument("spec")
-@click.option("--weights", help="A state_dict of the generated module, saved with torch.save.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--batch", type=int, default=2, show_default=True)
-@click.option("--rtol", type=float, default=1e-4, show_default=True)
-@click.option("--atol", type=float, default=1e-5, show_default=True)
+@click.option("--weights", callback=_weights_file,
+              help="A state_dict of the generated module, saved with torch.save.")
+@_ALLOW_NONFINITE
+@click.option("--seed", type=int, default=0, show_default=True, callback=_seed,
+              help="Seed of the inputs, and of the weights when no checkpoint is given.")
+@click.option("--batch", type=int, default=2, show_default=True, callback=_batch,
+              help="Samples per input, at least 1.")
+@click.option("--rtol", type=float, default=1e-4, show_default=True, callback=_tolerance,
+              help="Tolerance relative to the output's magnitude: finite, at least 0.")
+@click.option("--atol", type=float, default=1e-5, show_default=True, callback=_tolerance,
+              help="Absolute tolerance: finite, at least 0.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
-def parity(spec: str, weights: str | None, seed: int, batch: int, rtol: float, atol: float,
-           fmt: str) -> None:
+def parity(spec: str, weights: str | None, allow_nonfinite: bool, seed: int, batch: int,
+           rtol: float, atol: float, fmt: str) -> None:
     """Run the ONNX graph in ONNX Runtime and the generated PyTorch module on the same weights
     and inputs; exit 0 within tolerance, 1 otherwise, naming the first layer that diverges."""
     arch = _load(spec)
@@ -216,14 +485,56 @@ def parity(spec: str, weights: str | None, seed: int, batch: int, rtol: float, a
     from .emit_onnx import WeightsError, load_weights
     from .parity import run_parity
     net = arch.network
+    notes: list[str] = []
     try:
-        state = load_weights(net, weights) if weights else None
+        state = (load_weights(net, weights, allow_nonfinite=allow_nonfinite, notes=notes)
+                 if weights else None)
     except WeightsError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(1)
+    _print_notes(notes)
     report = run_parity(net, state_dict=state, seed=seed, batch=batch, rtol=rtol, atol=atol)
     click.echo(json.dumps(report.to_json(), indent=2) if fmt == "json" else report.to_text())
     sys.exit(0 if report.ok else 1)
+
+
+@main.command()
+@click.argument("spec")
+@click.option("-o", "--output", default="-", show_default=True,
+              help="File to write; '-' writes to stdout.")
+@click.option("--format", "fmt", type=click.Choice(["svg", "dot", "mermaid"]), default=None,
+              help="Default: from the output's suffix (.svg, .dot/.gv, .mmd), else svg.")
+@click.option("--expand", is_flag=True, help="Draw every copy of a repeat, not one marked x N.")
+@click.option("--to-scale", is_flag=True,
+              help="Draw each feature map as a cuboid to scale (SVG only).")
+def diagram(spec: str, output: str, fmt: str | None, expand: bool, to_scale: bool) -> None:
+    """Draw SPEC's architecture: boxes with op, arguments and output shape, branches side by
+    side, blocks outlined, colours by layer family. Needs no graph library."""
+    arch = _load(spec)
+    _fail_on_errors(arch)
+    from .diagram import SUFFIXES, render_diagram, write_output
+    fmt = fmt or SUFFIXES.get(Path(output).suffix.lower(), "svg")
+    text = render_diagram(arch.network, fmt, expand=expand, to_scale=to_scale)
+    write_output(output, text)
+
+
+@main.command()
+@click.argument("spec")
+@click.option("-o", "--output", required=True, help="Path of the .html file to write.")
+@click.option("--parity", "with_parity", is_flag=True,
+              help="Also run the ONNX Runtime vs PyTorch parity check (needs archgen[onnx]).")
+@click.option("--expand", is_flag=True, help="Draw every copy of a repeat in the diagram.")
+def report(spec: str, output: str, with_parity: bool, expand: bool) -> None:
+    """Write one self-contained HTML page: totals, the diagram, a sortable per-layer table,
+    the warnings and, with --parity, the parity verdict (exit 1 if it fails)."""
+    arch = _load(spec)
+    _fail_on_errors(arch)
+    from .diagram import write_output
+    from .html_report import render_report, run_parity_verdict
+    verdict = run_parity_verdict(arch.network) if with_parity else None
+    write_output(output, render_report(arch.network, source=arch.source,
+                                       diagnostics=arch.check(), parity=verdict, expand=expand))
+    sys.exit(0 if verdict is None or verdict.ok else 1)
 
 
 if __name__ == "__main__":

@@ -87,6 +87,24 @@ class ParityReport:
                 "notes": list(self.notes)}
 
 
+def check_batch(batch: int) -> int:
+    """A batch of at least one sample: an empty batch compares nothing and would always pass."""
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"the batch must be at least 1 (an empty batch compares nothing); "
+                         f"received {batch!r}")
+    return batch
+
+
+def check_tolerance(name: str, value: float) -> float:
+    """A tolerance is a finite, non-negative number: NaN fails every comparison and would name
+    a diverging layer, infinity passes every one, and a negative bound fails an exact match."""
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be finite and at least 0 (|onnx - torch| <= atol + "
+                         f"rtol * max|torch|); received {value:g}")
+    return value
+
+
 def _torch_module(net: Network):
     from .emit_torch import load_module
     return load_module(net)
@@ -100,6 +118,8 @@ def run_parity(net: Network, *, state_dict: Mapping | None = None, seed: int = 0
 
     `onnx_state_dict_override` replaces some entries on the ONNX side only: a deliberate
     discrepancy, for testing that the report finds it."""
+    check_batch(batch)
+    rtol, atol = check_tolerance("rtol", rtol), check_tolerance("atol", atol)
     torch = require("torch", "torch", "parity")
     np = require("numpy", "onnx", "parity")
     from .emit_onnx import DEFAULT_OPSET, build_onnx

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import math
 import pickle
+import stat
+import sys
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,19 +107,29 @@ def state_shapes(net: Network) -> dict[str, tuple[int, ...]]:
 
 # -- checking a state_dict --------------------------------------------------------------------
 
-def check_state(net: Network, state: Mapping, source: str = "the state_dict") -> dict:
-    """`state` in the network's key order, or WeightsError naming the first mismatch: entries
-    in forward order first (missing, wrong shape), then unexpected keys."""
-    if not isinstance(state, Mapping) or not all(isinstance(k, str) for k in state):
-        raise WeightsError(f"{source} is not a state_dict (a mapping from names to tensors); "
-                           f"received {type(state).__name__}")
+def check_state(net: Network, state: Mapping, source: str = "the state_dict", *,
+                allow_nonfinite: bool = True, notes: list[str] | None = None) -> dict:
+    """`state` in the network's key order, its floating-point tensors as float32, or
+    WeightsError naming the first problem: entries in forward order first (missing, not a
+    tensor, wrong shape, a dtype or layout that is not real numbers, non-finite values unless
+    `allow_nonfinite`), then unexpected keys. A float16/bfloat16/float64 tensor is cast, and
+    `notes` (when given) gets one line per cast dtype."""
+    if not isinstance(state, Mapping):
+        raise WeightsError(f"{source} is not a state_dict (a mapping from names to tensors) "
+                           f"but a {type(state).__name__}")
+    odd = next((k for k in state if not isinstance(k, str)), None)
+    if odd is not None:
+        raise WeightsError(f"{source} is not a state_dict: its keys must be names (str), but "
+                           f"one is the {type(odd).__name__} {_short(odd)}")
     expected = state_entries(net)
     known = {e.key for e in expected}
     unexpected = [k for k in state if k not in known]
     problems: list[tuple[str, str, tuple | None, tuple | None]] = []
+    out: dict = {}
+    casts: dict[str, list[str]] = {}
     for e in expected:
         if e.key not in state:
-            msg = f"{source} lacks '{e.key}' (expected shape {_fmt(e.shape)})"
+            msg = f"{source} lacks {e.key!r} (expected shape {_fmt(e.shape)})"
             hint = did_you_mean(e.key, unexpected)
             if f"module.{e.key}" in state:
                 msg += ("; its keys start with 'module.' (saved from a DataParallel model?): "
@@ -125,17 +138,27 @@ def check_state(net: Network, state: Mapping, source: str = "the state_dict") ->
                 msg += f"; it has unexpected keys, {hint}"
             problems.append((e.key, msg, e.shape, None))
             continue
-        found = _shape_of(state[e.key])
+        value = state[e.key]
+        found = _shape_of(value)
         if found is None:
-            msg = (f"'{e.key}' in {source} is not a tensor but a "
-                   f"{type(state[e.key]).__name__}")
+            msg = f"{e.key!r} in {source} is not a tensor but a {type(value).__name__}"
             problems.append((e.key, msg, e.shape, None))
-        elif found != e.shape:
-            msg = (f"'{e.key}' in {source} has shape {_fmt(found)} but the network expects "
+            continue
+        if found != e.shape:
+            msg = (f"{e.key!r} in {source} has shape {_fmt(found)} but the network expects "
                    f"{_fmt(e.shape)}")
             problems.append((e.key, msg, e.shape, found))
+            continue
+        why, value, cast_from = _real_values(value, e.role == "num_batches_tracked",
+                                             allow_nonfinite)
+        if why:
+            problems.append((e.key, f"{e.key!r} in {source} {why}", e.shape, found))
+            continue
+        if cast_from:
+            casts.setdefault(cast_from, []).append(e.key)
+        out[e.key] = value
     for k in unexpected:
-        msg = (f"{source} has an unexpected key '{k}' (shape {_fmt(_shape_of(state[k]))}): "
+        msg = (f"{source} has an unexpected key {k!r} (shape {_fmt(_shape_of(state[k]))}): "
                f"the network has no such entry")
         problems.append((k, msg, None, _shape_of(state[k])))
     if problems:
@@ -143,43 +166,169 @@ def check_state(net: Network, state: Mapping, source: str = "the state_dict") ->
         if len(problems) > 1:
             msg += f" (and {len(problems) - 1} more mismatch{'es' if len(problems) > 2 else ''})"
         raise WeightsError(msg, key=key, expected=want, found=found)
-    return {e.key: state[e.key] for e in expected}
+    if notes is not None:
+        for dtype, keys in casts.items():
+            n = len(keys)
+            notes.append(f"{n} tensor{'s' * (n != 1)} of {source} {'are' if n != 1 else 'is'} "
+                         f"{dtype} (first {keys[0]!r}): cast to float32, the precision of the "
+                         f"generated module and the ONNX graph")
+    return out
+
+
+def _real_values(v, counter: bool, allow_nonfinite: bool):
+    """(problem or None, the value as float32 where it is a float tensor, the dtype it was
+    cast from or None). Integers are a weight's mistake but a counter's type
+    (num_batches_tracked); bool, complex, sparse, quantised and meta tensors never hold a
+    network's real-valued weights."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(v, torch.Tensor):
+        if v.layout != torch.strided:
+            return (f"is a sparse tensor ({str(v.layout).removeprefix('torch.')}): save it "
+                    f"dense (tensor.to_dense())"), v, None
+        if v.is_quantized:
+            return (f"is a quantised tensor ({str(v.dtype).removeprefix('torch.')}): export "
+                    f"the float model (dequantise it first)"), v, None
+        if v.is_meta:
+            return ("is a meta tensor, which has a shape but no values: save the state_dict "
+                    "after the weights are materialised"), v, None
+        dtype = str(v.dtype).removeprefix("torch.")
+        if v.dtype.is_complex:
+            return (f"holds complex numbers ({dtype}): a cast would drop the imaginary part"
+                    ), v, None
+        if v.dtype == torch.bool:
+            return "holds booleans, not real-valued weights", v, None
+        if not v.dtype.is_floating_point:
+            return (None, v, None) if counter else (
+                f"holds integers ({dtype}), not floating-point weights", v, None)
+        if counter:
+            return None, v, None
+        cast_from = None
+        if v.dtype != torch.float32:
+            cast_from, v = dtype, v.to(torch.float32)
+        if not allow_nonfinite:
+            bad = ~torch.isfinite(v)
+            if bool(bad.any()):
+                where = tuple(bad.nonzero()[0].tolist())
+                return _nonfinite(int(bad.sum()), v.numel(), float(v[where]), where,
+                                  cast_from), v, None
+        return None, v, cast_from
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(v, np.ndarray):
+        kind, dtype = v.dtype.kind, str(v.dtype)
+        if kind == "c":
+            return (f"holds complex numbers ({dtype}): a cast would drop the imaginary part"
+                    ), v, None
+        if kind == "b":
+            return "holds booleans, not real-valued weights", v, None
+        if kind in "iu":
+            return (None, v, None) if counter else (
+                f"holds integers ({dtype}), not floating-point weights", v, None)
+        if kind != "f":
+            return f"holds {dtype} values, not real numbers", v, None
+        if counter:
+            return None, v, None
+        cast_from = None
+        if v.dtype != np.float32:
+            cast_from, v = dtype, v.astype(np.float32)
+        if not allow_nonfinite:
+            bad = ~np.isfinite(v)
+            if bad.any():
+                where = tuple(int(i) for i in np.argwhere(bad)[0])
+                return _nonfinite(int(bad.sum()), v.size, float(v[where]), where,
+                                  cast_from), v, None
+        return None, v, cast_from
+    return None, v, None
+
+
+def _nonfinite(count: int, size: int, value: float, where: tuple, cast_from: str | None) -> str:
+    cast = f" once cast from {cast_from} to float32" if cast_from else ""
+    return (f"has {count:,} non-finite value{'s' * (count != 1)} (NaN or infinity) of {size:,}"
+            f"{cast}, the first {value} at index {list(where)}: the network's outputs would not "
+            f"be numbers (--allow-nonfinite keeps them)")
 
 
 def _shape_of(v) -> tuple[int, ...] | None:
     shape = getattr(v, "shape", None)
-    return None if shape is None else tuple(int(d) for d in shape)
+    if shape is None:
+        return None
+    try:
+        return tuple(int(d) for d in shape)
+    except (TypeError, ValueError):
+        return None
 
 
 def _fmt(shape) -> str:
     return "?" if shape is None else "[" + ", ".join(map(str, shape)) + "]"
 
 
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 # -- loading and initialising -----------------------------------------------------------------
 
-def load_weights(net: Network, path: str | Path) -> dict:
-    """A torch.save'd state_dict (loaded with weights_only=True) that matches the network's
-    entries exactly; raises WeightsError otherwise."""
+def load_weights(net: Network, path: str | Path, *, allow_nonfinite: bool = False,
+                 notes: list[str] | None = None) -> dict:
+    """A torch.save'd state_dict (loaded with weights_only=True: a checkpoint never runs code)
+    that matches the network's entries exactly, with real, finite values (NaN and infinity
+    only with `allow_nonfinite`), as float32; raises WeightsError otherwise, for any file,
+    however corrupt. `notes` gets a line per dtype that was cast."""
     torch = require("torch", "torch", "loading weights")
     path = Path(path)
+    help_ = "\n  = help: save the weights alone: torch.save(model.state_dict(), path)"
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        st = path.stat()
     except FileNotFoundError:
         raise WeightsError(f"cannot read weights: {path} does not exist") from None
     except OSError as e:
         raise WeightsError(f"cannot read weights from {path}: {e.strerror or e}") from None
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
+    if stat.S_ISDIR(st.st_mode):
+        raise WeightsError(f"cannot read weights: {path} is a directory")
+    if not stat.S_ISREG(st.st_mode):
+        raise WeightsError(f"cannot read weights: {path} is not a regular file")
+    if st.st_size == 0:
+        raise WeightsError(f"cannot load {path}: the file is empty (0 bytes){help_}")
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols on stderr
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as e:
+        raise WeightsError(f"cannot read weights from {path}: {e.strerror or e}") from None
+    except pickle.UnpicklingError as e:
         raise WeightsError(
-            f"cannot load {path} as a weights-only state_dict: {str(e).splitlines()[0]}\n"
-            f"  = help: save the weights alone: torch.save(model.state_dict(), path)") from None
+            f"cannot load {path} as a weights-only state_dict: it holds objects other than "
+            f"tensors and containers ({_unpickler_reason(e)}), and archgen never runs code "
+            f"from a checkpoint{help_}") from None
+    except MemoryError:
+        raise WeightsError(f"cannot load {path}: it does not fit in memory") from None
+    except Exception as e:  # noqa: BLE001 -- a corrupt file makes torch.load raise anything
+        raise WeightsError(f"cannot load {path} as a weights-only state_dict (corrupt or not a "
+                           f"torch.save file): {_first_line(e)}{help_}") from None
     if isinstance(state, Mapping):
         for wrapper in ("state_dict", "model", "model_state_dict"):
             if isinstance(state.get(wrapper), Mapping) and not any(
                     _shape_of(v) is not None for v in state.values()):
-                raise WeightsError(
-                    f"{path} wraps its state_dict under the key '{wrapper}'\n"
-                    f"  = help: save the weights alone: torch.save(model.state_dict(), path)")
-    return check_state(net, state, source=str(path))
+                raise WeightsError(f"{path} wraps its state_dict under the key '{wrapper}'"
+                                   f"{help_}")
+    return check_state(net, state, source=str(path), allow_nonfinite=allow_nonfinite,
+                       notes=notes)
+
+
+def _first_line(e: BaseException) -> str:
+    """The first non-empty line of an exception's message, or its type when it has none."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    text = lines[0] if lines else type(e).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _unpickler_reason(e: BaseException) -> str:
+    """torch's weights-only unpickler buries its reason after advice to disable it."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    for i, line in enumerate(lines):
+        if line.rstrip(":").endswith("WeightsUnpickler error") and i + 1 < len(lines):
+            return lines[i + 1][:200]
+    return _first_line(e)
 
 
 def initial_state(net: Network, seed: int = 0) -> dict:

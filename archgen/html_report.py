@@ -1,0 +1,88 @@
+"""`archgen report`: one self-contained HTML page (inline CSS, SVG and script; nothing fetched)
+with the totals, the diagram, a sortable per-layer table, the warnings with their source lines
+and, when asked, the parity verdict.
+
+The page is rendered from `templates/report/report.html.j2` with Jinja's autoescaping on, so
+every piece of spec text is escaped by construction; the diagram comes from `diagram.render_svg`
+(which escapes its own text) and is the only value marked safe.
+"""
+
+from __future__ import annotations
+
+from .diagnostics import Diagnostic
+from .diagram import COLOURS, family, render_svg
+from .ir import Layer, Network
+from .report import call_text
+
+
+def _row(index: int, layer: Layer) -> dict:
+    shape = layer.out_shape
+    return {
+        "index": index,
+        "path": layer.path,
+        "call": f"{layer.name} = {call_text(layer)}" if layer.name else call_text(layer),
+        "family": family(layer),
+        "line": layer.span.line,
+        "shape": "[" + ", ".join(map(str, shape)) + "]",
+        "size": _product(shape),
+        "params": layer.params,
+        "macs": layer.macs,
+        "rf": layer.rf.label(),
+        "rf_size": max(layer.rf.size),
+    }
+
+
+def _product(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def _warning(d: Diagnostic, source: str) -> dict:
+    span = d.span
+    return {"code": d.code, "message": d.message,
+            "where": f"{span.file}:{span.line}:{span.column}" if span else "",
+            "text": d.render(source)}
+
+
+def run_parity_verdict(net: Network):
+    """`parity.run_parity` with its defaults; a missing onnx extra is a MissingExtra at once,
+    before PyTorch is imported and the module generated."""
+    from .extras import require
+    for package in ("onnx", "onnxruntime", "torch"):
+        require(package, "onnx" if package != "torch" else "torch", "report --parity")
+    from .parity import run_parity
+    return run_parity(net)
+
+
+def render_report(net: Network, *, source: str, diagnostics: list[Diagnostic],
+                  parity=None, expand: bool = False) -> str:
+    """The page. `parity` is a `parity.ParityReport` or None (not run)."""
+    import jinja2
+    from markupsafe import Markup
+
+    from .templating import template_root
+
+    root = template_root() / "report"
+    env = jinja2.Environment(
+        loader=jinja2.FunctionLoader(lambda name: root.joinpath(name).read_text("utf-8")),
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+        autoescape=True)
+    layers = list(net.layers())
+    return env.get_template("report.html.j2").render(
+        name=net.name,
+        file=net.file,
+        input_shape="[" + ", ".join(map(str, net.input_shape)) + "]",
+        output_shape="[" + ", ".join(map(str, net.output_shape)) + "]",
+        params=f"{net.total_params:,}",
+        memory=f"{net.total_params * 4 / 2**20:,.2f} MiB",
+        macs=f"{net.total_macs:,}",
+        gmacs=f"{net.total_macs / 1e9:,.3f}",
+        n_layers=len(layers),
+        rows=[_row(i, layer) for i, layer in enumerate(layers)],
+        warnings=[_warning(d, source) for d in diagnostics if not d.is_error],
+        parity=None if parity is None else {"ok": parity.ok, "text": parity.to_text()},
+        colours=[(fam, stroke) for fam, (_, stroke) in COLOURS.items()],
+        diagram=Markup(render_svg(net, expand=expand)),
+    )

@@ -20,9 +20,14 @@ class Architecture:
     """A parsed spec. `.check()` returns every diagnostic; `.network` is the resolved model
     (raises `SpecError` when the spec has errors)."""
 
-    def __init__(self, text: str, file: str = "<spec>"):
+    def __init__(self, text: str, file: str = "<spec>", *, ignore=()):
         self.file = file
         self.source = text
+        # warning codes or prefixes to suppress besides `# archgen: ignore[...]` comments;
+        # `load` sets them (and `settings`) from [tool.archgen] in the nearest pyproject.toml
+        self.ignore = tuple(ignore)
+        self.settings = None
+        self._suppressed: tuple | None = None
         with _no_cyclic_gc():
             self.ast = syntax.parse(text, file)
 
@@ -32,7 +37,12 @@ class Architecture:
             return check(self.ast)
 
     def check(self) -> list[Diagnostic]:
-        return list(self._checked.diagnostics)
+        """Every diagnostic, less the suppressed warnings (archgen/suppress.py)."""
+        if self._suppressed is None or self._suppressed[0] != self.ignore:
+            from .suppress import apply
+            kept = apply(self._checked.diagnostics, self.source, self.file, self.ignore)
+            self._suppressed = (self.ignore, kept)
+        return list(self._suppressed[1])
 
     @property
     def ok(self) -> bool:
@@ -58,7 +68,13 @@ class Architecture:
 
     def to_json(self) -> dict:
         from .report import network_json
-        return network_json(self._checked, self.file)
+        doc = network_json(self._checked, self.file)
+        doc["diagnostics"] = [d.to_json() for d in self.check()]  # suppressions applied
+        if doc["ok"] and not self.ok:  # a bad suppression comment (E206)
+            doc.update(ok=False, output_shape=None, total_params=None, total_macs=None,
+                       layers=[])
+            doc.pop("blocks", None)
+        return doc
 
     # -- targets -------------------------------------------------------------------------------
     def to_torch_source(self, command: str | None = None) -> str:
@@ -93,5 +109,11 @@ def parse(text: str, file: str = "<spec>") -> Architecture:
 
 
 def load(path: str | Path) -> Architecture:
+    """Read a spec, with the [tool.archgen] settings of the nearest pyproject.toml above it
+    (raises archgen.suppress.ConfigError when those are invalid)."""
+    from .suppress import find_settings
     path = Path(path)
-    return Architecture(path.read_text(encoding="utf-8"), str(path))
+    arch = Architecture(path.read_text(encoding="utf-8"), str(path))
+    arch.settings = find_settings(path.parent)
+    arch.ignore = arch.settings.ignore
+    return arch

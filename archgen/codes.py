@@ -63,6 +63,16 @@ copies with repeat instead.
     block b(c):
         b(c)
 """),
+    "E206": ("bad suppression comment", """
+A `# archgen:` comment that archgen cannot use: an unknown directive, an unknown code, or an
+error code. Only warnings can be suppressed (an error means the network cannot be built), and
+a suppression that silently suppressed nothing would hide a typo. `# archgen: ignore` alone
+suppresses every warning on its line; `--ignore` and `[tool.archgen] ignore = [...]` in
+pyproject.toml suppress codes everywhere.
+
+    linear(4096)  # archgen: ignore[W5O4]     # a letter O: no such code
+    linear(4096)  # archgen: ignore[W504]
+"""),
     "E300": ("bad argument", """
 An argument has the wrong type, is missing, is given twice, or there are too many positional
 arguments. Positional arguments follow PyTorch's order, with the inferred in_channels /
@@ -84,6 +94,32 @@ fails, and / must divide exactly (use // for floor division).
 
     conv2d(out / 3, 1)          # 64 / 3 is not whole
     conv2d(out // 3, 1)
+"""),
+    "E303": ("integer too large", """
+Every integer a spec writes or computes must fit int64 (at most 2**63 - 1 =
+9,223,372,036,854,775,807), the type PyTorch and ONNX store sizes in. Real sizes are far
+smaller; a longer number is a typo, and refusing it keeps arithmetic and output bounded.
+
+    conv2d(99999999999999999999, 3)   # 20 digits
+    conv2d(64, 3)
+"""),
+    "E304": ("size beyond archgen's limit", """
+A size argument (channels, features, kernel, stride, padding, dilation, groups, output size,
+scale factor) or an input size is beyond 2**24 = 16,777,216: 64 times the widest layer of
+VGG16 (25,088 features). No real CNN comes near it, and the limit keeps every later count and
+receptive field finite.
+
+    conv2d(1000000000, 1)       # a billion channels
+    conv2d(1024, 1)
+"""),
+    "E305": ("too large or too deep to check", """
+Checking is bounded, whatever the spec: blocks, repeats and ifs expand to at most 100,000
+statements (ResNet-1001 has about 3,000 layers), and indentation, expressions (parentheses,
+operators, signs) and blocks within blocks nest at most 32 deep. A repeat that would pass the
+limit is refused before anything is expanded.
+
+    repeat 1000000000: relu()   # a billion layers
+    repeat 4: relu()
 """),
     "E400": ("channel mismatch", """
 in_channels (or num_features) was given and disagrees with the channels that actually arrive.
@@ -153,8 +189,9 @@ layer.
 
     input [3, 224, 224]
 """),
-    "E409": ("empty merge", """
-add: and concat: need branches. identity() is a branch that passes the input through.
+    "E409": ("merge with fewer than two branches", """
+add: and concat: merge two or more branches; with one there is nothing to merge (and ONNX
+refuses a one-input Sum). identity() is a branch that passes the input through.
 
     add:
         conv2d(64, 3, padding=1)
@@ -168,6 +205,22 @@ overwrites it before the other branches read it, so the network computes somethi
     add:
         relu(inplace=true)      # relu(x) + relu(x), not relu(x) + x
         identity()
+"""),
+    "E411": ("tensor too large", """
+One output (or the input) would hold more than 2**32 elements per sample: 16 GiB in float32,
+more than an accelerator holds for one sample. Usually a scale factor or a transposed
+convolution's stride is far too large.
+
+    input [3, 32, 32]
+    upsample(scale_factor=100000)   # [3, 3200000, 3200000]
+    upsample(scale_factor=2)
+"""),
+    "E412": ("layer too large", """
+One layer would hold more than 2**32 weights (16 GiB in float32, beyond what ONNX stores in
+one file and what any accelerator holds). Usually a channel or feature count is a typo.
+
+    conv2d(100000, 1)
+    conv2d(100000, 1)           # 10,000,000,000 weights
 """),
     "W500": ("stride drops pixels", """
 The stride does not divide the padded input minus the kernel, so the last rows or columns are

@@ -15,9 +15,12 @@ from typing import Any
 
 from . import syntax as ast
 from .diagnostics import Diagnostic, Span, did_you_mean
+from .hints import argument_hint, layer_hint
 from .ir import Layer, Merge, Network, Node, Seq
 from .layers import REGISTRY
-from .layers.base import REQUIRED, RF, LayerError, LayerKind, Shape, coerce, describe
+from .layers.base import (REQUIRED, RF, LayerError, LayerKind, Shape, check_inferred, coerce,
+                          describe)
+from .limits import MAX_ELEMENTS, MAX_EXPANDED, MAX_INT, MAX_NESTING, MAX_SAME_LINE, MAX_SIZE
 from .naming import assign_paths, check_name
 from .record import factory, record
 
@@ -64,6 +67,9 @@ class Checker:
         self.spec = spec
         self.file = spec.file
         self.diags: list[Diagnostic] = list(spec.diagnostics)
+        self.expanded = 0  # statements visited so far (MAX_EXPANDED)
+        self.nesting = 0  # compound statements and block instances enclosing this one
+        self._min_sizes: dict[int, tuple[Any, int]] = {}  # id -> (the AST node, its size)
 
     # -- diagnostics ---------------------------------------------------------------------------
     def error(self, code: str, message: str, span: Span | None, notes=(), helps=()) -> None:
@@ -95,7 +101,14 @@ class Checker:
         if shape is not None:
             scope.env.update(_builtins(shape))
         start = Span(self.file, 1, 1, 2)
-        items, out = self.sequence(spec.body, scope, flow)
+        try:
+            items, out = self.sequence(spec.body, scope, flow)
+        except _TooLarge as err:
+            self.error("E305", f"the network expands past {MAX_EXPANDED:,} statements here "
+                       f"(layers, blocks, groups, branches, conditions), archgen's limit",
+                       err.span, helps=["lower the repeat counts; no real CNN comes near "
+                                        "this"])
+            items, out = [], _Flow(None, flow.rf, "the input")
         root = self._seq(items, flow, out, start, label=name, module=True)
         if not items and not any(d.is_error for d in self.diags):
             self.error("E408", "the spec has no layers", spec.input_span or start,
@@ -127,21 +140,43 @@ class Checker:
                        f"positive integers; received {values}", spec.input_span,
                        helps=["write input [3, 32, 32] for an RGB 32x32 image"])
             return None
+        for d in dims:
+            if d.value > MAX_SIZE:
+                self.error("E304", f"the input size {d.value:,} is beyond {MAX_SIZE:,} (2**24), "
+                           f"archgen's limit for a size", d.span,
+                           helps=["no real CNN input comes near this; check for a typo"])
+                return None
+        if _prod(values) > MAX_ELEMENTS:
+            self.error("E411", f"the input {values} has {_prod(values):,} elements per "
+                       f"sample, beyond {MAX_ELEMENTS:,} (2**32, 16 GiB in float32), archgen's "
+                       f"limit for one tensor", spec.input_span)
+            return None
         return tuple(values)
 
     # -- expressions ---------------------------------------------------------------------------
     def eval(self, e: ast.Expr, scope: _Scope) -> _Value | None:
-        """Evaluate an expression; None after reporting an error."""
+        """Evaluate an expression; None after reporting an error, or silently when it uses a
+        value unknown after an earlier error (in_channels after an unknown layer)."""
         try:
             return _Value(self._eval(e, scope), e.span)
         except _EvalError as err:
             self.error(err.code, err.message, err.span, helps=err.helps)
             return None
+        except _Unknown:
+            return None
 
     def _eval(self, e: ast.Expr, scope: _Scope) -> Any:
-        value = self._eval_any(e, scope)
+        try:
+            value = self._eval_any(e, scope)
+        except (OverflowError, ZeroDivisionError):  # float // and % of extreme operands
+            raise _EvalError("E302", f"{_text(e)} is not a finite number", e.span) from None
         if isinstance(value, float) and not math.isfinite(value):
             raise _EvalError("E302", f"{_text(e)} is not a finite number", e.span)
+        if _is_int(value) and not -MAX_INT - 1 <= value <= MAX_INT:
+            raise _EvalError("E303", f"{_text(e)} is larger than 2**63 - 1 = {MAX_INT:,}, "
+                             f"the largest integer archgen computes with", e.span,
+                             ["sizes, counts and strides are far smaller; check the "
+                              "arithmetic"])
         return value
 
     def _eval_any(self, e: ast.Expr, scope: _Scope) -> Any:
@@ -151,6 +186,8 @@ class Checker:
             return e.value
         if isinstance(e, ast.Word):
             if e.name in scope.env:
+                if scope.env[e.name] is _UNKNOWN:  # an earlier error already said why
+                    raise _Unknown
                 return scope.env[e.name]
             if e.name in _CONSTANTS:
                 return _CONSTANTS[e.name]
@@ -185,15 +222,14 @@ class Checker:
             if e.op == "/":
                 if right == 0:
                     raise _EvalError("E302", "division by zero", e.span)
-                q = left / right
-                if _is_int(left) and _is_int(right):
+                if _is_int(left) and _is_int(right):  # exact: never through a float
                     if left % right:
                         raise _EvalError(
                             "E302", f"{left} / {right} is not a whole number", e.span,
                             [f"use // for integer division ({left} // {right} = "
                              f"{left // right})"])
                     return left // right
-                return q
+                return left / right
             return {"+": lambda: left + right, "-": lambda: left - right,
                     "*": lambda: left * right, "//": lambda: left // right,
                     "%": lambda: left % right}[e.op]()
@@ -230,7 +266,79 @@ class Checker:
         return items, flow
 
     def statement(self, stmt: ast.Stmt, scope: _Scope, flow: _Flow):
-        """Yields (node, flow after it) for each node the statement produces."""
+        """Yields (node, flow after it) for each node the statement produces.
+
+        Work is bounded: every statement visited counts toward MAX_EXPANDED, and compound
+        statements and block instances nest at most MAX_NESTING deep after expansion."""
+        self._visit(stmt.span)
+        if isinstance(stmt, ast.Call) and stmt.func not in self.spec.blocks:
+            yield from self._statement(stmt, scope, flow)
+            return
+        if self.nesting >= MAX_NESTING:
+            self.error("E305", f"the expanded network nests deeper than {MAX_NESTING} levels "
+                       f"here (blocks, groups, merges, repeats and ifs all count), archgen's "
+                       f"limit", stmt.span,
+                       helps=["flatten the structure: a repeat stacks copies without nesting "
+                              "them"])
+            yield None, _Flow(None, flow.rf, "a statement nested too deeply")
+            return
+        self.nesting += 1
+        try:
+            yield from self._statement(stmt, scope, flow)
+        finally:
+            self.nesting -= 1
+
+    def _visit(self, span: Span) -> None:
+        self.expanded += 1
+        if self.expanded > MAX_EXPANDED:
+            raise _TooLarge(span)
+
+    def _min_size(self, stmts: list[ast.Stmt], depth: int = 0) -> int:
+        """A lower bound on the calls that expanding `stmts` visits, computed without expanding
+        them (repeat counts that are not written as numbers count as 0), so that a repeat can be
+        refused before it runs. Linear in the AST: results are kept per node and per block."""
+        total = 0
+        for stmt in stmts:
+            key = id(stmt)
+            if key not in self._min_sizes:  # the node is kept too, so that its id stays unique
+                self._min_sizes[key] = (stmt, self._min_size_of(stmt, depth))
+            total += self._min_sizes[key][1]
+            if total > MAX_EXPANDED:
+                return MAX_EXPANDED + 1
+        return total
+
+    def _min_size_of(self, stmt: ast.Stmt, depth: int) -> int:
+        if depth > MAX_NESTING:  # deeper is refused anyway; 1 is still a lower bound
+            return 1
+        if isinstance(stmt, ast.Call):
+            block = self.spec.blocks.get(stmt.func)
+            if block is None:
+                return 1
+            key = id(block)
+            if key not in self._min_sizes:
+                self._min_sizes[key] = (block, 1)  # a block that uses itself (E205) counts 1
+                self._min_sizes[key] = (block, 1 + self._min_size(block.body, depth + 1))
+            return self._min_sizes[key][1]
+        if isinstance(stmt, ast.Group):
+            return self._min_size(stmt.body, depth + 1)
+        if isinstance(stmt, ast.Merge):
+            return self._min_size(stmt.branches, depth + 1)
+        if isinstance(stmt, ast.Repeat):
+            count = stmt.count.value if isinstance(stmt.count, ast.Num) else 0
+            count = count if _is_int(count) and count > 0 else 0
+            return min(count * self._min_size(stmt.body, depth + 1), MAX_EXPANDED + 1)
+        if isinstance(stmt, ast.If):  # the smallest clause; an elif chain without recursion
+            smallest = None
+            while True:
+                body = self._min_size(stmt.body, depth + 1)
+                smallest = body if smallest is None else min(smallest, body)
+                if len(stmt.orelse) == 1 and isinstance(stmt.orelse[0], ast.If):
+                    stmt = stmt.orelse[0]
+                    continue
+                return min(smallest, self._min_size(stmt.orelse, depth + 1))
+        raise AssertionError(type(stmt))
+
+    def _statement(self, stmt: ast.Stmt, scope: _Scope, flow: _Flow):
         if isinstance(stmt, ast.Call):
             yield self.call(stmt, scope, flow)
         elif isinstance(stmt, ast.Group):
@@ -258,15 +366,24 @@ class Checker:
                        helps=["use a lower-case identifier such as stem or layer1"])
 
     def _chosen(self, stmt: ast.If, scope: _Scope) -> list[ast.Stmt]:
-        cond = self.eval(stmt.cond, scope)
-        if cond is None:
-            return []
-        if not isinstance(cond.value, bool):
-            self.error("E300", f"a condition must be true or false, received "
-                       f"{describe(cond.value)}", stmt.cond.span,
-                       helps=["compare explicitly, e.g. if stride == 1:"])
-            return []
-        return stmt.body if cond.value else stmt.orelse
+        """The clause an if chooses. An elif chain (an If alone in the orelse of the one
+        before) is followed in a loop, each condition counting toward MAX_EXPANDED."""
+        while True:
+            cond = self.eval(stmt.cond, scope)
+            if cond is None:
+                return []
+            if not isinstance(cond.value, bool):
+                self.error("E300", f"a condition must be true or false, received "
+                           f"{describe(cond.value)}", stmt.cond.span,
+                           helps=["compare explicitly, e.g. if stride == 1:"])
+                return []
+            if cond.value:
+                return stmt.body
+            if len(stmt.orelse) == 1 and isinstance(stmt.orelse[0], ast.If):
+                stmt = stmt.orelse[0]
+                self._visit(stmt.span)
+                continue
+            return stmt.orelse
 
     def _repeat_copies(self, stmt: ast.Repeat, scope: _Scope):
         count = self.eval(stmt.count, scope)
@@ -277,12 +394,20 @@ class Checker:
             self.error("E300", f"repeat needs a count >= 0, received {describe(n)}",
                        stmt.count.span)
             return
+        per_copy = self._min_size(stmt.body) if n else 0
+        if self.expanded + n * per_copy > MAX_EXPANDED:  # refused before expanding anything
+            self.error("E305", f"repeat {n:,} would expand the network past {MAX_EXPANDED:,} "
+                       f"statements, archgen's limit (each copy holds at least {per_copy:,} "
+                       f"layer or block call{'s' * (per_copy != 1)})", stmt.count.span,
+                       helps=["no real CNN comes near this; check the count"])
+            return
         if stmt.first and not (len(stmt.body) == 1 and isinstance(stmt.body[0], ast.Call)):
             self.error("E300", "first(...) overrides the arguments of a single call; this "
                        "repeat has a body of several statements", stmt.span,
                        helps=["write repeat 3 first(stride=2): block(64)"])
             return
         for i in range(n):
+            self._visit(stmt.span)  # copies of a body that produces nothing count too
             for s in stmt.body:
                 if i == 0 and stmt.first:
                     s = ast.Call(s.span, s.func, s.args + [
@@ -306,9 +431,13 @@ class Checker:
                 seq = self._seq(items, flow, out, s.span, label="branch")
             branches.append(seq)
             spans.append(s.span)
-        if not branches:
-            self.error("E409", f"{stmt.mode}: has no branches", stmt.span,
-                       helps=["add at least two branches; identity() is the shortcut branch"])
+        if len(branches) < 2:  # one branch would merge a tensor with nothing: not a merge
+            self.error("E409", f"{stmt.mode}: has "
+                       f"{'only one branch' if branches else 'no branches'}; it needs at "
+                       f"least two", stmt.span,
+                       helps=["add at least two branches; identity() is the shortcut branch"]
+                       if stmt.mode == "add" else
+                       ["add at least two branches, or drop the concat: around a single one"])
             return None, _Flow(None, flow.rf, stmt.mode)
         if any(b.out_shape is None for b in branches) or not flow.known:
             return None, _Flow(None, flow.rf, stmt.mode)
@@ -340,7 +469,12 @@ class Checker:
         if len(branches) > 1:
             for branch in branches:
                 self._check_inplace_on_shared_input(branch, stmt.mode)
-        rf = RF.union([b.rf for b in branches])
+        try:
+            _within_element_limits(0, out_shape)
+        except LayerError as err:
+            self.error(err.code, f"{stmt.mode}: {err.message}", stmt.span, helps=err.helps)
+            return None, _Flow(None, flow.rf, stmt.mode)
+        rf = _capped(RF.union([b.rf for b in branches]))
         node = Merge(stmt.span, flow.shape, out_shape, rf,
                      params=sum(b.params for b in branches), macs=sum(b.macs for b in branches),
                      mode=stmt.mode, branches=branches)
@@ -383,9 +517,7 @@ class Checker:
             return self.block(call, scope, flow)
         kind = REGISTRY.get(call.func)
         if kind is None:
-            known = list(REGISTRY) + list(self.spec.blocks)
-            hint = did_you_mean(call.func, known) or did_you_mean(
-                call.func.lower().replace("_", ""), {k.replace("_", ""): k for k in known})
+            hint = layer_hint(call.func, list(REGISTRY) + list(self.spec.blocks))
             self.error("E200", f"unknown layer or block '{call.func}'", call.func_span,
                        helps=[hint or f"known layers: {', '.join(sorted(REGISTRY))}"])
             return None, _Flow(None, flow.rf, call.func)
@@ -394,55 +526,181 @@ class Checker:
     def bind(self, call: ast.Call, names: list[str], allowed: list[str], scope: _Scope,
              what: str) -> dict[str, _Value] | None:
         """Positional and keyword arguments -> {name: value}; reports and returns None on error."""
+        bound, failed, lost = self._bind(call.args, names, allowed, scope, what,
+                                         getattr(call, "overrides", set()))
+        return None if failed or lost else bound
+
+    def _bind(self, args: list[ast.Arg], names: list[str], allowed: list[str], scope: _Scope,
+              what: str, overrides=(), kind: LayerKind | None = None
+              ) -> tuple[dict[str, _Value], set[str], bool]:
+        """Binds every argument it can and reports the others. Returns the bound values, the
+        names whose value failed, and whether some argument could not be placed at all (an
+        unknown keyword, a positional too many)."""
         bound: dict[str, _Value] = {}
-        ok = True
-        overrides = getattr(call, "overrides", set())
+        failed: set[str] = set()
+        lost = False
         positional = 0
-        for arg in call.args:
+        extra = [a for a in args if a.name is None][len(names):]
+        if extra:
+            lost = True
+            self._too_many_positional(args, names, extra, what, kind)
+        for arg in args:
             if arg.name is None:
                 if positional >= len(names):
-                    self.error("E300", f"{what} takes at most {len(names)} positional "
-                               f"argument{'s' if len(names) != 1 else ''}, received more",
-                               arg.span, helps=[f"the positional order is: {', '.join(names)}"
-                                                if names else "it takes no positional arguments"])
-                    ok = False
                     continue
                 key = names[positional]
                 positional += 1
             else:
                 key = arg.name
                 if key not in allowed:
-                    hint = did_you_mean(key, allowed)
                     self.error("E201", f"{what} has no argument '{key}'", arg.name_span,
-                               helps=[hint or f"its arguments are: {', '.join(allowed) or 'none'}"])
-                    ok = False
+                               helps=[argument_hint(key, allowed) or
+                                      f"its arguments are: {', '.join(allowed) or 'none'}"])
+                    lost = True
                     continue
                 if key in bound and key not in overrides:
                     self.error("E300", f"argument '{key}' given twice", arg.span)
-                    ok = False
                     continue
             value = self.eval(arg.value, scope)
             if value is None:
-                ok = False
+                failed.add(key)
                 continue
             value.arg_span = arg.span
             bound[key] = value
-        return bound if ok else None
+        return bound, failed, lost
+
+    def _too_many_positional(self, args: list[ast.Arg], names: list[str], extra: list[ast.Arg],
+                             what: str, kind: LayerKind | None) -> None:
+        """E307 for a layer (the extra values belong to keyword-only arguments: name them), E300
+        for a block."""
+        takes = (f"{what} takes {len(names) or 'no'} positional argument"
+                 f"{'s' if len(names) != 1 else ''}" + (f" ({', '.join(names)})" if names else ""))
+        if kind is None:
+            self.error("E300", f"{takes}, received more", extra[0].span,
+                       helps=[f"the positional order is: {', '.join(names)}" if names
+                              else "it takes no positional arguments"])
+            return
+        rest = [p.name for p in kind.keyword_only]
+        given = {a.name for a in args if a.name}
+        free = [n for n in rest if n not in given]
+        parts, named = [], []
+        for a in args:
+            if a.name is None and a in extra:
+                if len(named) < len(free):
+                    named.append(free[len(named)])
+                    parts.append(f"{named[-1]}={_text(a.value)}")
+                else:
+                    parts.append(_text(a.value))
+            elif a.name is None or a.name != (kind.inferred.name if kind.inferred else None):
+                parts.append(_arg_text(a))
+        if kind.name == "upsample":
+            helps = ["name it: upsample(scale_factor=2) doubles the map, upsample(size=(64, 64)) "
+                     "sets its size (PyTorch's first positional argument is size)"]
+        elif named:
+            helps = [f"{', '.join(named)} {'is' if len(named) == 1 else 'are'} keyword-only "
+                     f"in archgen: write {kind.name}({', '.join(parts)})"]
+        else:
+            helps = [f"the signature is {kind.signature()}"]
+        self.error("E307", f"{takes}, received {len(names) + len(extra)}", extra[0].span,
+                   notes=["only the arguments that define the shape may be positional; the "
+                          "others are named, so that a value never lands on another argument"],
+                   helps=helps)
+
+    def _peek(self, e: ast.Expr, scope: _Scope) -> Any:
+        """An expression's value without reporting anything (None when it has an error)."""
+        try:
+            return self._eval(e, scope)
+        except (_EvalError, _Unknown):
+            return None
+
+    def _pytorch_reading(self, call: ast.Call, kind: LayerKind, scope: _Scope,
+                         flow: _Flow) -> list[ast.Arg]:
+        """PyTorch's signatures start with the argument archgen infers (in_channels,
+        in_features, num_features). When a call can be read that way, decide which meaning it
+        has, never silently another one:
+
+        - only PyTorch's reading fits the arguments (linear(4096, 10), batchnorm2d(64),
+          conv2d(3, 32, kernel_size=3)): the leading value is in_channels; accepted when it
+          equals the inferred value, else E306;
+        - both readings fit (conv2d(3, 32, 3): out_channels=3, kernel_size=32, stride=3 in
+          archgen's): E306 when the leading value equals the inferred one (the call is
+          ambiguous), archgen's reading otherwise (PyTorch's would contradict the input);
+        - the input is unknown (after an error): the archgen reading when it fits, else the
+          PyTorch one, without a word.
+
+        Returns the arguments to bind, the leading one turned into `in_channels=` or dropped.
+        """
+        inferred = kind.inferred
+        pos = [a for a in call.args if a.name is None]
+        given_names = {a.name for a in call.args if a.name}
+        if inferred is None or not pos or inferred.name in given_names:
+            return call.args
+        names = list(kind.positional_args)
+        required = {p.name for p in kind.params if p.default is REQUIRED and not p.inferred}
+
+        def fits(slots: list[str]) -> bool:
+            taken = set(slots[:len(pos)])
+            return len(pos) <= len(slots) and not taken & given_names and \
+                required <= taken | given_names
+
+        ours, theirs = fits(names), fits([inferred.name] + names)
+        first = pos[0]
+        value = self._peek(first.value, scope)
+        x = flow.shape
+        actual = x[0] if x is not None and (kind.rank is None or len(x) == kind.rank) else None
+        as_keyword = [ast.Arg(inferred.name, first.value, first.span, first.span)] + \
+            [a for a in call.args if a is not first]
+        if not theirs:
+            # too many positionals either way: a matching leading value is still in_channels
+            # (batchnorm2d(64, 1e-3)), so that E307 names the right keyword-only arguments
+            if not ours and len(pos) > len(names) and actual is not None and value == actual:
+                return as_keyword
+            return call.args
+        if actual is None or value is None:
+            return call.args if ours else [a for a in call.args if a is not first]
+        if value == actual and not ours:
+            return as_keyword
+        if value != actual and ours:
+            return call.args
+        rest = [a for a in call.args if a is not first]
+        torch_names = [inferred.name] + names[:len(pos) - 1]
+        text = ", ".join(_arg_text(a) for a in call.args)
+        helps = []
+        if ours:
+            ours_text = [_arg_text(a) for a in pos[:2]] + [
+                f"{names[i]}={_text(a.value)}" for i, a in enumerate(pos) if i >= 2] + [
+                _arg_text(a) for a in call.args if a.name]
+            helps.append(f"if {_text(first.value)} is meant as {names[0]}, name the arguments "
+                         f"after the second: {kind.name}({', '.join(ours_text)})")
+        self.error("E306", f"{kind.name}({text}) reads like PyTorch's ({', '.join(torch_names)}); "
+                   f"archgen infers {inferred.name} ({actual} here): write "
+                   f"{kind.name}({', '.join(_arg_text(a) for a in rest)})", first.span,
+                   notes=[f"archgen's positional arguments are ({', '.join(names)})"
+                          if names else f"{kind.name} takes no positional arguments in archgen"],
+                   helps=helps)
+        return as_keyword if value == actual else rest
 
     def layer(self, call: ast.Call, kind: LayerKind, scope: _Scope, flow: _Flow):
+        """Binds and checks one layer call. Every problem is reported, and checking goes on
+        with the best-known shape: an argument that does not affect the shape (groups, bias,
+        p) may be wrong and the output is still computed; the shape is unknown (None) only
+        when an argument it depends on is wrong or the output would be empty."""
+        unknown = None, _Flow(None, flow.rf, kind.name)
         schema = {p.name: p for p in kind.params}
-        bound = self.bind(call, [p.name for p in kind.positional], list(schema), scope,
-                          f"{kind.name}()")
-        if bound is None:
-            return None, _Flow(None, flow.rf, kind.name)
+        call_args = self._pytorch_reading(call, kind, scope, flow)
+        bound, failed, lost = self._bind(call_args, [p.name for p in kind.positional],
+                                         list(schema), scope, f"{kind.name}()",
+                                         getattr(call, "overrides", set()), kind)
         args: dict[str, Any] = {}
         spans = {name: v.arg_span or v.span for name, v in bound.items()}
         for p in kind.params:
             if p.name in bound:
                 v = bound[p.name]
                 try:
-                    args[p.name] = coerce(p, v.value)
+                    args[p.name] = _within_limits(p, coerce(p, v.value))  # E304
+                    continue
                 except LayerError as err:
+                    failed.add(p.name)
                     if isinstance(v.value, _Word) and p.type not in ("enum", "padding"):
                         word = v.value
                         self.error("E202", f"'{word}' is not defined", word.span,
@@ -452,50 +710,70 @@ class Checker:
                     else:
                         self.error(err.code, f"{kind.name}: {err.message}", v.span,
                                    err.notes, err.helps)
-                    return None, _Flow(None, flow.rf, kind.name)
-            elif p.default is REQUIRED:
-                self.error("E300", f"{kind.name}() is missing its argument '{p.name}'",
-                           call.span, helps=[f"the signature is {kind.signature()}"])
-                return None, _Flow(None, flow.rf, kind.name)
-            else:
-                args[p.name] = p.default
-        if not flow.known:
-            return None, _Flow(None, flow.rf, kind.name)
+            elif p.default is REQUIRED and p.name not in failed:
+                failed.add(p.name)
+                if not lost:  # an unplaced argument was probably meant as this one
+                    self.error("E300", f"{kind.name}() is missing its argument '{p.name}'",
+                               call.span, helps=[f"the signature is {kind.signature()}"])
+            if p.default is not REQUIRED:
+                args[p.name] = p.default  # the best guess for a failed optional argument
+        # the shape is unknown when what it depends on failed; other failures only cost the
+        # checks between arguments (they may need the failed value)
+        shape_failed = (lost and bool(kind.shape_args)) or any(
+            n in kind.shape_args or schema[n].default is REQUIRED for n in failed)
         x = flow.shape
 
         def report(err: LayerError, severity: str = "error") -> None:
             span = spans.get(err.arg, call.span)
             notes = list(err.notes)
-            if err.code in ("E400", "E401", "E402", "E403", "E404"):
+            if err.code in ("E400", "E401", "E402", "E403", "E404") and x is not None:
                 notes.append(f"the input {list(x)} comes from {flow.origin}")
             (self.error if severity == "error" else self.warn)(
                 err.code, f"{kind.name}: {err.message}", span, notes, err.helps)
 
+        clean = not failed and not lost
+        if not lost and not any(schema[n].default is REQUIRED for n in failed):
+            try:
+                kind.check_args(args)  # whatever the input: it may be unknown
+            except LayerError as err:
+                report(err)
+                clean = False
+                shape_failed |= err.arg is None or err.arg in kind.shape_args
+        if shape_failed or x is None:
+            return unknown
         if kind.rank is not None and len(x) != kind.rank:
             self._rank_error(kind, call, x, flow)
-            return None, _Flow(None, flow.rf, kind.name)
+            return unknown
+        mismatch = check_inferred(kind, args, x)
+        if mismatch:  # a wrong in_channels: report, then go on with the real one
+            report(mismatch)
         try:
-            try:
-                kind.normalise(args, x)
-            except LayerError as err:
-                if err.code not in ("E400", "E401"):
-                    raise
-                report(err)  # a wrong in_channels: report, then go on with the real one
-                args[err.arg] = None
-                kind.normalise(args, x)
+            kind.normalise(args, x)
             y = kind.output_shape(args, x)
+            _within_element_limits(0, y)  # E411
         except LayerError as err:
             report(err)
-            return None, _Flow(None, flow.rf, kind.name)
-        for w in kind.warnings(args, x, y):
-            report(LayerError(w.code, w.message, arg=w.arg, notes=w.notes, helps=w.helps),
-                   "warning")
-        rf = kind.receptive_field(args, flow.rf, x, y)
-        node = Layer(call.span, x, y, rf, kind.param_count(args), kind.macs(args, x, y),
-                     name=call.name, kind=kind, args=args)
+            return unknown
+        problems = kind.check_input(args, x) if clean else []
+        for err in problems:
+            report(err)
+        rf = _capped(kind.receptive_field(args, flow.rf, x, y))
         origin = f"{kind.name} at line {call.span.line}"
         if kind.name == "flatten" and len(y) == 1 and len(x) > 1:
             origin = f"flatten() at line {call.span.line}: {'*'.join(map(str, x))} = {y[0]}"
+        if not clean or problems or mismatch:  # reported: no node, but the shape goes on
+            return None, _Flow(y, rf, origin)
+        for w in kind.warnings(args, x, y):
+            report(LayerError(w.code, w.message, arg=w.arg, notes=w.notes, helps=w.helps),
+                   "warning")
+        params = kind.param_count(args)
+        try:
+            _within_element_limits(params, y)  # E412
+        except LayerError as err:
+            report(err)
+            return None, _Flow(y, rf, origin)
+        node = Layer(call.span, x, y, rf, params, kind.macs(args, x, y),
+                     name=call.name, kind=kind, args=args)
         return node, _Flow(y, rf, origin)
 
     def _rank_error(self, kind: LayerKind, call: ast.Call, x: Shape, flow: _Flow) -> None:
@@ -524,27 +802,27 @@ class Checker:
             self.error("E205", f"blocks nest deeper than {MAX_DEPTH}", call.span)
             return None, _Flow(None, flow.rf, block.name)
         names = [p.name for p in block.params]
-        bound = self.bind(call, names, names, scope, f"block {block.name}()")
-        if bound is None:
-            return None, _Flow(None, flow.rf, block.name)
-        env: dict[str, Any] = {}
-        if flow.known:
-            env.update(_builtins(flow.shape))
+        bound, failed, lost = self._bind(call.args, names, names, scope,
+                                         f"block {block.name}()",
+                                         getattr(call, "overrides", set()))
+        # A wrong argument does not stop the body's own checks: what it would have given is
+        # unknown there, and whatever depends on it is skipped without a cascade.
+        env: dict[str, Any] = _builtins(flow.shape)
         inner = _Scope(env, scope.stack + [block.name])
         for p in block.params:
             if p.name in bound:
                 env[p.name] = bound[p.name].value
+            elif p.name in failed or lost:
+                env[p.name] = _UNKNOWN
             elif p.default is not None:
                 v = self.eval(p.default, inner)
-                if v is None:
-                    return None, _Flow(None, flow.rf, block.name)
-                env[p.name] = v.value
+                env[p.name] = _UNKNOWN if v is None else v.value
             else:
                 self.error("E300", f"block {block.name}() is missing its argument '{p.name}'",
                            call.span,
                            helps=[f"it is defined at line {block.span.line} as "
                                   f"{block.name}({', '.join(names)})"])
-                return None, _Flow(None, flow.rf, block.name)
+                env[p.name] = _UNKNOWN
         items, out = self.sequence(block.body, inner, flow)
         seq = self._seq(items, flow, out, call.span, label=label, module=True, name=call.name,
                         block=block.name)
@@ -575,9 +853,10 @@ class Checker:
                 break
         total = net.total_params
         for layer in layers:
-            if layer.op == "linear" and total >= 10_000 and layer.params > total / 2:
+            if layer.op == "linear" and total >= 10_000 and 2 * layer.params > total:
+                percent = (200 * layer.params + total) // (2 * total)  # integers: no overflow
                 self.warn("W504", f"this linear layer holds {layer.params:,} of the network's "
-                          f"{total:,} parameters ({layer.params / total:.0%})", layer.span,
+                          f"{total:,} parameters ({percent}%)", layer.span,
                           notes=[f"it maps {layer.args['in_features']:,} features to "
                                  f"{layer.args['out_features']:,}"],
                           helps=["shrink the map first (more pooling, or "
@@ -586,7 +865,10 @@ class Checker:
 
 def _dedupe(diags: list[Diagnostic]) -> list[Diagnostic]:
     """Sorted by position; a problem inside a block used several times is reported once, at
-    its first use, with the count of the others."""
+    its first use, with the count of the others. Of the diagnostics with one code on one line,
+    the first MAX_SAME_LINE are kept and the rest folded into a count ("and 9,997 more like
+    this"), so that the output grows with the problems found, not with their product with the
+    line's length. Linear time."""
     first: dict[tuple, Diagnostic] = {}
     extra: dict[tuple, int] = {}
     for d in diags:
@@ -597,7 +879,26 @@ def _dedupe(diags: list[Diagnostic]) -> list[Diagnostic]:
             first[key] = d
     for key, n in extra.items():
         first[key].notes.append(f"the same holds at {n} more use{'s' * (n != 1)} of this line")
-    return sorted(first.values(), key=lambda d: (d.span.line, d.span.column) if d.span else (0, 0))
+    ordered = sorted(first.values(),
+                     key=lambda d: (d.span.line, d.span.column) if d.span else (0, 0))
+    kept: list[Diagnostic] = []
+    on_line: dict[tuple, list] = {}  # (severity, code, file, line) -> [last shown, shown, folded]
+    for d in ordered:
+        if d.span is None:
+            kept.append(d)
+            continue
+        seen = on_line.setdefault((d.severity, d.code, d.span.file, d.span.line), [d, 0, 0])
+        if seen[1] >= MAX_SAME_LINE:
+            seen[2] += 1
+            continue
+        seen[0] = d
+        seen[1] += 1
+        kept.append(d)
+    for (_, code, _, line), (last, _, folded) in on_line.items():
+        if folded:
+            last.notes.append(f"and {folded:,} more like this ({code} on line {line}), "
+                              f"not shown")
+    return kept
 
 
 _ALIASING = {"identity", "flatten", "dropout", "dropout2d"}  # may return their input itself
@@ -619,6 +920,61 @@ def _spatial_kernel(layer: Layer) -> bool:
     return k is not None and tuple(k) != (1, 1)
 
 
+def _within_limits(p, v: Any) -> Any:
+    """A coerced layer argument, refused (E304) when an integer or a scale factor in it is
+    beyond MAX_SIZE (floats such as eps or p may be anything finite)."""
+    if p.type in ("float", "float_or_none"):
+        return v
+    for i in v if isinstance(v, tuple) else (v,):
+        if isinstance(i, (int, float)) and not isinstance(i, bool) and abs(i) > MAX_SIZE:
+            shown = f"{i:,}" if isinstance(i, int) else f"{i:g}"
+            raise LayerError("E304", f"{p.name}={shown} is beyond {MAX_SIZE:,} (2**24), "
+                             f"archgen's limit for a size, stride or count", arg=p.name,
+                             helps=["no real CNN comes near this; check for a typo"])
+    return v
+
+
+def _within_element_limits(params: int, y: Shape) -> None:
+    """One layer's weights (E412) and one output per sample (E411) at most MAX_ELEMENTS."""
+    elements = _prod(y)
+    if elements > MAX_ELEMENTS:
+        raise LayerError("E411", f"the output {list(y)} has {elements:,} elements per sample, "
+                         f"beyond {MAX_ELEMENTS:,} (2**32, 16 GiB in float32), archgen's "
+                         f"limit for one tensor",
+                         helps=["no real CNN comes near this; check the sizes and scales"])
+    if params > MAX_ELEMENTS:
+        raise LayerError("E412", f"this layer has {params:,} weights, beyond {MAX_ELEMENTS:,} "
+                         f"(2**32, 16 GiB in float32), archgen's limit for one layer",
+                         helps=["no real CNN comes near this; check the channel counts"])
+
+
+RF_CAP = float(2**53)  # floats count every integer up to here
+
+
+def _capped(rf: RF) -> RF:
+    """The receptive field with every value within +-RF_CAP, so that no stack of strides or
+    upsamplings ever reaches infinity (and inf - inf = NaN). A value at the cap means "at least
+    this much"; the JSON report says so."""
+    def cap(values):
+        return tuple(v if -RF_CAP < v < RF_CAP else math.copysign(RF_CAP, v) for v in values)
+    return rf._replace(size=cap(rf.size), jump=cap(rf.jump), start=cap(rf.start))
+
+
+class _TooLarge(Exception):
+    """The expansion visited more than MAX_EXPANDED statements; `span` is where."""
+
+    def __init__(self, span: Span):
+        super().__init__(span)
+        self.span = span
+
+
+class _Unknown(Exception):
+    """An expression used a value that an earlier error left unknown."""
+
+
+_UNKNOWN = object()  # the value of a name an earlier error left unknown
+
+
 class _EvalError(Exception):
     def __init__(self, code: str, message: str, span: Span, helps=None):
         super().__init__(message)
@@ -629,7 +985,9 @@ _CONSTANTS = {"true": True, "false": False, "none": None, "True": True, "False":
               "None": None}
 
 
-def _builtins(shape: Shape) -> dict[str, int]:
+def _builtins(shape: Shape | None) -> dict[str, Any]:
+    if shape is None:  # unknown after an error: using them says nothing more
+        return dict.fromkeys(("in_channels", "in_height", "in_width", "in_features"), _UNKNOWN)
     if len(shape) == 3:
         return {"in_channels": shape[0], "in_height": shape[1], "in_width": shape[2]}
     return {"in_features": shape[0]}

@@ -12,6 +12,7 @@ Rendered like a compiler error::
 from __future__ import annotations
 
 import difflib
+import re
 from typing import NamedTuple
 
 from .record import factory, record
@@ -53,13 +54,15 @@ class Diagnostic:
             "helps": list(self.helps),
         }
 
-    def render(self, source: str | None = None) -> str:
-        """Text form; `source` is the file's text, used to quote the line under a caret."""
+    def render(self, source: str | None = None, *, lines: list[str] | None = None) -> str:
+        """Text form; `source` is the file's text (or `lines`, already split by `split_lines`),
+        used to quote the line under a caret."""
         span = self.span
         where = f"{span.file}:{span.line}:{span.column}: " if span else ""
         out = [f"{where}{self.severity}[{self.code}]: {self.message}"]
-        if span and source is not None:
-            lines = source.splitlines()
+        if lines is None and source is not None:
+            lines = split_lines(source)
+        if span and lines is not None:
             if 1 <= span.line <= len(lines):
                 text = lines[span.line - 1].rstrip("\n")
                 gutter = str(span.line)
@@ -84,18 +87,56 @@ class SpecError(Exception):
 
 
 def render_all(diagnostics: list[Diagnostic], sources: dict[str, str]) -> str:
-    return "\n\n".join(
-        d.render(sources.get(d.span.file) if d.span else None) for d in diagnostics
-    )
+    split: dict[str, list[str]] = {}  # each file split once: output stays linear
+
+    def lines(d: Diagnostic) -> list[str] | None:
+        if d.span is None or d.span.file not in sources:
+            return None
+        if d.span.file not in split:
+            split[d.span.file] = split_lines(sources[d.span.file])
+        return split[d.span.file]
+
+    return "\n\n".join(d.render(lines=lines(d)) for d in diagnostics)
+
+
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+def split_lines(source: str) -> list[str]:
+    """The lines of a spec as editors number them: only \\n, \\r\\n and \\r end a line
+    (str.splitlines also breaks at \\x0c, \\x85, \\u2028 and others, which editors show
+    inside a line). A leading byte-order mark is not part of the text.
+
+    >>> split_lines("a\\x0cb\\r\\nc\\rd\\u2028e\\n")
+    ['a\\x0cb', 'c', 'd\\u2028e']
+    """
+    if source.startswith("\ufeff"):
+        source = source[1:]
+    lines = _LINE_END.split(source)
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
 
 
 def did_you_mean(word: str, choices, *, what: str = "") -> str | None:
     """A help line naming the closest known word, or None.
 
+    Case is ignored (`Relu` is relu, not elu); a dict of choices maps the spelling compared
+    to the one shown.
+
     >>> did_you_mean("maxpool", ["maxpool2d", "avgpool2d"])
     "did you mean 'maxpool2d'?"
+    >>> did_you_mean("Relu", ["elu", "relu"])
+    "did you mean 'relu'?"
     """
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    if not close:
-        return None
-    return f"did you mean {what}'{close[0]}'?"
+    shown = choices if isinstance(choices, dict) else {c: c for c in choices}
+    lower: dict[str, str] = {}
+    for compared, name in shown.items():
+        lower.setdefault(str(compared).lower(), name)
+    key = word.lower()
+    if key not in lower:
+        close = difflib.get_close_matches(key, list(lower), n=1, cutoff=0.6)
+        if not close:
+            return None
+        key = close[0]
+    return f"did you mean {what}'{lower[key]}'?"

@@ -95,6 +95,20 @@ def adaptive_windows(size: int, out: int) -> list[tuple[int, int]]:
     return [((i * size) // out, -((-(i + 1) * size) // out)) for i in range(out)]
 
 
+def adaptive_max_window(size: int, out: int) -> int:
+    """The widest of `adaptive_windows(size, out)`, in O(1) instead of one window per output.
+
+    Window i spans floor(i*L/O) .. ceil((i+1)*L/O), so its width is ceil((r + L) / O) with
+    r = i*L mod O; r takes every multiple of g = gcd(L, O) below O, the largest O - g.
+
+    >>> adaptive_max_window(5, 3), max(e - s for s, e in adaptive_windows(5, 3))
+    (3, 3)
+    >>> adaptive_max_window(7, 7), adaptive_max_window(224, 7), adaptive_max_window(2, 3)
+    (1, 32, 2)
+    """
+    return -(-(out - math.gcd(size, out) + size) // out)
+
+
 def upsample_out(size: int, scale: float) -> int:
     """Upsample's output length for a scale factor: floor(L * scale).
 
@@ -102,5 +116,8 @@ def upsample_out(size: int, scale: float) -> int:
     14
     >>> upsample_out(5, 1.5)
     7
+    >>> upsample_out(5, 1e308)  # beyond any float: a size no limit accepts, not an OverflowError
+    -1
     """
-    return math.floor(size * scale)
+    out = size * scale
+    return math.floor(out) if math.isfinite(out) else -1

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import re
 
-from .diagnostics import Diagnostic, Span
+from .diagnostics import Diagnostic, Span, split_lines
+from .limits import MAX_INT, MAX_NESTING
 from .record import factory, record
 
 # ---------------------------------------------------------------------------------------------
@@ -192,7 +193,7 @@ class ParseError(Exception):
 
 def _tokenize(source: str, file: str) -> tuple[list[Line], list[Diagnostic]]:
     lines, diags = [], []
-    for number, text in enumerate(source.splitlines(), start=1):
+    for number, text in enumerate(split_lines(source), start=1):
         stripped = text.lstrip(" \t")
         if not stripped or stripped.startswith("#"):
             continue
@@ -238,6 +239,8 @@ class _LineParser:
         self.line = line
         last = line.tokens[-1]
         self.end = Tok("end", "", line.number, last.col + len(last.text))
+        self.nest = 0  # parentheses, signs and `not`s entered: the parser's recursion depth
+        self.depth: dict[int, int] = {}  # id(expr) -> height of its tree (evaluation's depth)
 
     def peek(self, k: int = 0) -> Tok:
         j = self.i + k
@@ -286,63 +289,98 @@ class _LineParser:
     def _or(self) -> Expr:
         left = self._and()
         while self.at("or"):
-            self.next()
-            left = self._bin("or", left, self._and())
+            op = self.next()
+            left = self._bin(op, left, self._and())
         return left
 
     def _and(self) -> Expr:
         left = self._not()
         while self.at("and"):
-            self.next()
-            left = self._bin("and", left, self._not())
+            op = self.next()
+            left = self._bin(op, left, self._not())
         return left
 
     def _not(self) -> Expr:
         if self.at("not"):
             start = self.next()
-            operand = self._not()
-            return UnaryOp(Span(self.file, start.line, start.col, operand.span.end_column),
-                           "not", operand)
+            operand = self._nested(start, self._not)
+            return self._node(start, UnaryOp(
+                Span(self.file, start.line, start.col, operand.span.end_column), "not", operand),
+                operand)
         return self._cmp()
+
+    def _nested(self, tok: Tok, parse):
+        """Parses one level deeper, refusing more than MAX_NESTING levels (never a
+        RecursionError, whatever the input)."""
+        self.nest += 1
+        if self.nest > MAX_NESTING:
+            raise self._too_deep(tok)
+        try:
+            return parse()
+        finally:
+            self.nest -= 1
+
+    def _too_deep(self, tok: Tok) -> ParseError:
+        return ParseError(Diagnostic(
+            "error", "E305", f"this expression nests deeper than {MAX_NESTING} levels "
+            f"(parentheses, operators and signs all count), archgen's limit",
+            tok.span(self.file),
+            helps=["split it: compute parts in block arguments, e.g. block b(c, w=c * 4):"]))
+
+    def _node(self, tok: Tok, node: Expr, *children: Expr) -> Expr:
+        """Records the height of `node`'s tree; deeper than MAX_NESTING is E305."""
+        height = 1 + max((self.depth.get(id(c), 1) for c in children), default=0)
+        if height > MAX_NESTING:
+            raise self._too_deep(tok)
+        self.depth[id(node)] = height
+        return node
 
     def _cmp(self) -> Expr:
         left = self._sum()
         while self.peek().kind == "op" and self.peek().text in ("==", "!=", "<", "<=", ">", ">="):
-            op = self.next().text
+            op = self.next()
             left = self._bin(op, left, self._sum())
         return left
 
     def _sum(self) -> Expr:
         left = self._term()
         while self.peek().kind == "op" and self.peek().text in ("+", "-"):
-            op = self.next().text
+            op = self.next()
             left = self._bin(op, left, self._term())
         return left
 
     def _term(self) -> Expr:
         left = self._unary()
         while self.peek().kind == "op" and self.peek().text in ("*", "//", "/", "%"):
-            op = self.next().text
+            op = self.next()
             left = self._bin(op, left, self._unary())
         return left
 
     def _unary(self) -> Expr:
         if self.peek().kind == "op" and self.peek().text in ("-", "+"):
             start = self.next()
-            operand = self._unary()
-            return UnaryOp(Span(self.file, start.line, start.col, operand.span.end_column),
-                           start.text, operand)
+            operand = self._nested(start, self._unary)
+            return self._node(start, UnaryOp(
+                Span(self.file, start.line, start.col, operand.span.end_column), start.text,
+                operand), operand)
         return self._atom()
 
-    def _bin(self, op: str, left: Expr, right: Expr) -> BinOp:
+    def _bin(self, op: Tok, left: Expr, right: Expr) -> BinOp:
         span = Span(self.file, left.span.line, left.span.column, right.span.end_column)
-        return BinOp(span, op, left, right)
+        return self._node(op, BinOp(span, op.text, left, right), left, right)
 
     def _atom(self) -> Expr:
         tok = self.peek()
         if tok.kind == "int":
             self.next()
-            return Num(tok.span(self.file), int(tok.text))
+            digits = tok.text.lstrip("0") or "0"
+            # int() of more than 4,300 digits raises; anything past int64 is refused first
+            if len(digits) > len(str(MAX_INT)) or int(digits) > MAX_INT:
+                raise ParseError(Diagnostic(
+                    "error", "E303", f"the integer {_abridged(digits)} is larger than "
+                    f"2**63 - 1 = {MAX_INT:,}, the largest archgen reads", tok.span(self.file),
+                    helps=["sizes, counts and strides are far smaller; check for a typo"]))
+            return Num(tok.span(self.file), int(digits))
         if tok.kind == "float":
             self.next()
             return Num(tok.span(self.file), float(tok.text))
@@ -357,7 +395,7 @@ class _LineParser:
             self.next()
             items, trailing_comma = [], False
             while not self.at(close):
-                items.append(self.expr())
+                items.append(self._nested(tok, self.expr))
                 trailing_comma = False
                 if self.at(","):
                     self.next()
@@ -370,7 +408,7 @@ class _LineParser:
                 inner = items[0]
                 inner.span = span
                 return inner
-            return TupleExpr(span, items)
+            return self._node(tok, TupleExpr(span, items), *items)
         raise self.error(tok, "expected a value but found {got}",
                          ["values are integers, floats, true/false, words such as same or "
                           "reflect, and tuples such as (3, 5)"])
@@ -405,6 +443,7 @@ class Parser:
         self.source = source
         self.lines, self.diagnostics = _tokenize(source, file)
         self.pos = 0
+        self.level = 0  # headers enclosing the current line
 
     def parse(self) -> Spec:
         spec = Spec(self.file, self.source)
@@ -455,8 +494,17 @@ class Parser:
                 "error", "E101", "expected an indented block after ':'",
                 colon.span(self.file),
                 helps=["indent the lines that belong here, e.g. 4 spaces deeper"]))
+        if self.level >= MAX_NESTING:
+            raise ParseError(Diagnostic(
+                "error", "E305", f"this block nests deeper than {MAX_NESTING} levels, "
+                "archgen's limit", header.tokens[0].span(self.file),
+                helps=["move the inner part into a block definition of its own"]))
         indent = self.lines[self.pos].indent
-        return self._suite(indent, in_merge=in_merge)
+        self.level += 1
+        try:
+            return self._suite(indent, in_merge=in_merge)
+        finally:
+            self.level -= 1
 
     def _statement(self, line: Line, *, top: bool, spec: Spec | None, in_merge: bool) -> Stmt | None:
         lp = _LineParser(line, self.file)
@@ -566,25 +614,42 @@ class Parser:
         return Call(span, func.text, args, name, func.span(self.file), name_span)
 
     def _if(self, line: Line, lp: _LineParser, in_merge: bool) -> If:
-        start = lp.next()
-        cond = lp.expr()
-        lp.expect(":", ["an if line ends with ':'"])
-        body = self._body(line, lp, in_merge=in_merge)
+        """`if`, its `elif`s and `else`, read in a loop (an elif chain of any length needs no
+        recursion); the elifs nest as `If`s in the orelse of the one before."""
+        clauses: list[tuple[Span, Expr, list[Stmt]]] = []
         orelse: list[Stmt] = []
-        if self.pos < len(self.lines) and self.lines[self.pos].indent == line.indent:
-            nxt = self.lines[self.pos]
-            head = nxt.tokens[0]
+        while True:
+            start = lp.next()
+            cond = lp.expr()
+            lp.expect(":", [f"an {start.text} line ends with ':'"])
+            body = self._body(line, lp, in_merge=in_merge)
+            clauses.append((Span(self.file, line.number, start.col, cond.span.end_column),
+                            cond, body))
+            if self.pos >= len(self.lines) or self.lines[self.pos].indent != line.indent:
+                break
+            line = self.lines[self.pos]
+            head = line.tokens[0]
             if head.kind == "name" and head.text == "elif":
                 self.pos += 1
-                orelse = [self._if(nxt, _LineParser(nxt, self.file), in_merge)]
-            elif head.kind == "name" and head.text == "else":
+                lp = _LineParser(line, self.file)
+                continue
+            if head.kind == "name" and head.text == "else":
                 self.pos += 1
-                elp = _LineParser(nxt, self.file)
+                elp = _LineParser(line, self.file)
                 elp.next()
                 elp.expect(":")
-                orelse = self._body(nxt, elp, in_merge=in_merge)
-        span = Span(self.file, line.number, start.col, cond.span.end_column)
-        return If(span, cond, body, orelse)
+                orelse = self._body(line, elp, in_merge=in_merge)
+            break
+        for span, cond, body in reversed(clauses):
+            orelse = [If(span, cond, body, orelse)]
+        return orelse[0]
+
+
+def _abridged(digits: str) -> str:
+    """A long number as its first and last digits and its length (messages stay short)."""
+    if len(digits) <= 30:
+        return digits
+    return f"{digits[:6]}...{digits[-6:]} ({len(digits):,} digits)"
 
 
 def parse(source: str, file: str = "<spec>") -> Spec:

@@ -1,0 +1,31 @@
+"""The limits that keep checking any spec bounded in time, memory and stack depth.
+
+`archgen check` runs on untrusted specs (pull requests in CI), so no input may crash it, hang it
+or exhaust its memory. Each limit is far beyond any real CNN and is reported as a located
+diagnostic that names it (README, "Reliability", says why each number was chosen):
+
+- MAX_INT (E303): integers, written or computed, fit int64, the type PyTorch and ONNX store
+  every size in. Arithmetic on them then costs O(1) and prints in at most 20 digits.
+- MAX_SIZE (E304): a size argument (channels, features, kernel, stride, padding, dilation,
+  groups, output size, scale factor) and every dimension of every shape, 2**24: 64 times the
+  widest layer of the zoo's largest nets (linear's 25,088 features in VGG16).
+- MAX_ELEMENTS (E411, E412): one tensor's elements per sample and one layer's weights, 2**32:
+  16 GiB in float32, more than a whole accelerator holds for one sample or one layer.
+- MAX_NESTING (E305): indentation, parentheses, operators and blocks within blocks, each at
+  most 32 deep, so that no stage of archgen recurses deeper than a few hundred frames.
+- MAX_EXPANDED (E305): statements visited while expanding blocks, repeats and ifs, 100,000:
+  ResNet-1001 has about 3,000 layers; checking 100,000 takes about 5 s and 300 MB.
+"""
+
+from __future__ import annotations
+
+MAX_INT = 2**63 - 1
+MAX_SIZE = 2**24
+MAX_ELEMENTS = 2**32
+MAX_NESTING = 32
+MAX_EXPANDED = 100_000
+MAX_SAME_LINE = 3  # diagnostics of one code on one line shown before the rest are folded
+
+
+def int_in_range(v: int) -> bool:
+    return -MAX_INT - 1 <= v <= MAX_INT

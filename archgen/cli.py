@@ -245,6 +245,78 @@ def summary(spec: str, collapse: bool) -> None:
     click.echo(arch.summary(collapse=collapse))
 
 
+# -- fmt
+@main.command(name="fmt")
+@click.argument("specs", nargs=-1, required=True, type=click.Path())
+@click.option("--check", "check_only", is_flag=True,
+              help="Write nothing; name the files that would change and exit 1 if any would.")
+@click.option("--diff", "show_diff", is_flag=True,
+              help="Write nothing; print a unified diff of the changes and exit 1 if any.")
+def fmt(specs: tuple[str, ...], check_only: bool, show_diff: bool) -> None:
+    """Rewrite SPECS (files, directories: every *.cnn below, or - for standard input to
+    standard output) in archgen's one canonical layout: four-space indentation,
+    `name = layer(a, b=c)` spacing, comments where they were, one blank line around each
+    top-level block and section. Never changes meaning: the result is parsed again and its
+    syntax tree and check JSON must equal the original's, or nothing is written. A spec with
+    syntax errors is not formatted (exit 1)."""
+    import difflib
+
+    from .fmt import FormatError, SyntaxProblem, format_source
+    changed: list[str] = []
+    unchanged = 0
+    failed = False
+    for path in _spec_paths(specs):
+        if path == "-":
+            source, name, newline = _read_stdin().source, "<stdin>", "\n"
+        else:
+            source, name = _load(path).source, path
+            head = Path(path).read_bytes()[:4096]
+            newline = "\r\n" if b"\r\n" in head.split(b"\n", 1)[0] + b"\n" else "\n"
+        try:
+            result = format_source(source, name)
+        except SyntaxProblem as e:
+            click.echo(render_all(e.diagnostics, {name: source}), err=True)
+            click.echo(f"{name}: not formatted: fix the syntax errors first", err=True)
+            failed = True
+            continue
+        except FormatError as e:
+            click.echo(f"error: internal error: {e}", err=True)
+            failed = True
+            continue
+        if result == source:
+            unchanged += 1
+            if path == "-" and not (check_only or show_diff):
+                click.echo(result, nl=False)
+            continue
+        changed.append(name)
+        if show_diff:
+            click.echo("".join(difflib.unified_diff(
+                source.splitlines(keepends=True), result.splitlines(keepends=True),
+                f"{name}\t(original)", f"{name}\t(formatted)")), nl=False)
+        if check_only:
+            click.echo(f"would reformat {name}")
+        if check_only or show_diff:
+            continue
+        if path == "-":
+            click.echo(result, nl=False)
+            continue
+        from .fsutil import write_atomic
+        mode = os.stat(path).st_mode
+        write_atomic(path, result.replace("\n", newline))
+        os.chmod(path, stat.S_IMODE(mode))
+        click.echo(f"reformatted {name}", err=True)
+    if check_only or show_diff:
+        click.echo(f"{len(changed)} file{'s' * (len(changed) != 1)} would be reformatted, "
+                   f"{unchanged} already formatted", err=True)
+    elif specs != ("-",):
+        click.echo(f"{len(changed)} file{'s' * (len(changed) != 1)} reformatted, {unchanged} "
+                   "left unchanged", err=True)
+    sys.exit(1 if failed or ((check_only or show_diff) and changed) else 0)
+
+
+# -- end fmt
+
+
 @main.command()
 @click.argument("code", required=False)
 def explain(code: str | None) -> None:

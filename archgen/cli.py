@@ -106,8 +106,27 @@ class _Group(click.Group):
             click.echo(f"error: {e}", err=True)
             sys.exit(2)
         except OutputError as e:  # a path that cannot be written: like a missing input, exit 2
-            click.echo(f"error: {e}; nothing written", err=True)
+            click.echo(f"error: {e}", err=True)
             sys.exit(2)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as e:  # the classes are imported here: check stays light
+            from .budget import MemoryBudgetError
+            from .quoting import InternalError
+            if isinstance(e, MemoryBudgetError):  # refused before allocating, with the figures
+                click.echo(f"error: {e}", err=True)
+                sys.exit(1)
+            if not isinstance(e, InternalError) and ctx.invoked_subcommand in _TARGETS:
+                # the last resort for the commands that build models: a bug, said in one line
+                first = (str(e).splitlines() or [""])[0]
+                e = InternalError(f"{type(e).__name__}: {first}")
+            if isinstance(e, InternalError):
+                click.echo(f"error: {e}", err=True)
+                sys.exit(1)
+            raise
+
+
+_TARGETS = ("compile", "export", "parity")
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -554,9 +573,11 @@ def parity(spec: str, weights: str | None, allow_nonfinite: bool, seed: int, bat
     and inputs; exit 0 within tolerance, 1 otherwise, naming the first layer that diverges."""
     arch = _load(spec)
     _fail_on_errors(arch)
+    from .budget import check_memory
     from .emit_onnx import WeightsError, load_weights
     from .parity import run_parity
     net = arch.network
+    check_memory(net, "parity", batch)  # MemoryBudgetError before anything is allocated
     notes: list[str] = []
     try:
         state = (load_weights(net, weights, allow_nonfinite=allow_nonfinite, notes=notes)

@@ -20,7 +20,8 @@ from .ir import Layer, Merge, Network, Node, Seq
 from .layers import REGISTRY
 from .layers.base import (REQUIRED, RF, LayerError, LayerKind, Shape, check_inferred, coerce,
                           describe)
-from .limits import MAX_ELEMENTS, MAX_EXPANDED, MAX_INT, MAX_NESTING, MAX_SAME_LINE, MAX_SIZE
+from .limits import (MAX_ELEMENTS, MAX_EXPANDED, MAX_INT, MAX_NESTING, MAX_SAME_LINE, MAX_SIZE,
+                     RF_CAP)
 from .naming import assign_paths, check_name
 from .record import factory, record
 
@@ -584,8 +585,9 @@ class Checker:
         given = {a.name for a in args if a.name}
         free = [n for n in rest if n not in given]
         parts, named = [], []
+        extra_ids = {id(a) for a in extra}  # a set: `a in extra` made 10,000 extras quadratic
         for a in args:
-            if a.name is None and a in extra:
+            if a.name is None and id(a) in extra_ids:
                 if len(named) < len(free):
                     named.append(free[len(named)])
                     parts.append(f"{named[-1]}={_text(a.value)}")
@@ -614,7 +616,7 @@ class Checker:
             return None
 
     def _pytorch_reading(self, call: ast.Call, kind: LayerKind, scope: _Scope,
-                         flow: _Flow) -> list[ast.Arg]:
+                         flow: _Flow) -> list[ast.Arg] | None:
         """PyTorch's signatures start with the argument archgen infers (in_channels,
         in_features, num_features). When a call can be read that way, decide which meaning it
         has, never silently another one:
@@ -628,7 +630,8 @@ class Checker:
         - the input is unknown (after an error): the archgen reading when it fits, else the
           PyTorch one, without a word.
 
-        Returns the arguments to bind, the leading one turned into `in_channels=` or dropped.
+        Returns the arguments to bind, the leading one turned into `in_channels=` or dropped;
+        None after an ambiguous call (E306), whose arguments are not checked further.
         """
         inferred = kind.inferred
         pos = [a for a in call.args if a.name is None]
@@ -678,7 +681,9 @@ class Checker:
                    notes=[f"archgen's positional arguments are ({', '.join(names)})"
                           if names else f"{kind.name} takes no positional arguments in archgen"],
                    helps=helps)
-        return as_keyword if value == actual else rest
+        # ambiguous: neither reading is safe to go on with (each could report what the
+        # other would not); a mismatch: the rest is what the PyTorch reading meant
+        return None if ours else rest
 
     def layer(self, call: ast.Call, kind: LayerKind, scope: _Scope, flow: _Flow):
         """Binds and checks one layer call. Every problem is reported, and checking goes on
@@ -688,6 +693,8 @@ class Checker:
         unknown = None, _Flow(None, flow.rf, kind.name)
         schema = {p.name: p for p in kind.params}
         call_args = self._pytorch_reading(call, kind, scope, flow)
+        if call_args is None:
+            return unknown
         bound, failed, lost = self._bind(call_args, [p.name for p in kind.positional],
                                          list(schema), scope, f"{kind.name}()",
                                          getattr(call, "overrides", set()), kind)
@@ -946,9 +953,6 @@ def _within_element_limits(params: int, y: Shape) -> None:
         raise LayerError("E412", f"this layer has {params:,} weights, beyond {MAX_ELEMENTS:,} "
                          f"(2**32, 16 GiB in float32), archgen's limit for one layer",
                          helps=["no real CNN comes near this; check the channel counts"])
-
-
-RF_CAP = float(2**53)  # floats count every integer up to here
 
 
 def _capped(rf: RF) -> RF:

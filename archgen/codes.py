@@ -73,10 +73,20 @@ pyproject.toml suppress codes everywhere.
     linear(4096)  # archgen: ignore[W5O4]     # a letter O: no such code
     linear(4096)  # archgen: ignore[W504]
 """),
+    "E208": ("keyword misspelt", """
+A header word one slip away from a statement keyword (add, concat, branch, repeat, if, elif,
+else, block, network, input) would otherwise silently become a group of that name, a plain
+sequence: `concta:` would not concatenate, `ad:` would not add. Names with digits or
+underscores (block1, branch_a) and plurals (blocks) are taken as meant. To use such a name on
+purpose, quote it: `"ad":`.
+
+    concta:                     # a typo: would be a sequence named concta
+    concat:
+"""),
     "E300": ("bad argument", """
-An argument has the wrong type, is missing, is given twice, or there are too many positional
-arguments. Positional arguments follow PyTorch's order, with the inferred in_channels /
-in_features / num_features left out.
+An argument has the wrong type, is missing or is given twice. Positional arguments follow
+PyTorch's order, with the inferred in_channels / in_features / num_features left out (E307
+lists which ones may be positional).
 
     conv2d(16)                  # kernel_size is missing
     conv2d(16, 3)
@@ -120,6 +130,28 @@ limit is refused before anything is expanded.
 
     repeat 1000000000: relu()   # a billion layers
     repeat 4: relu()
+"""),
+    "E306": ("reads like PyTorch's signature", """
+PyTorch's conv, linear and batchnorm start with the size archgen infers (in_channels,
+in_features, num_features). A call that reads that way is taken so only when that is its one
+possible meaning and the leading value is the inferred one: linear(4096, 10) after 4096
+features, batchnorm2d(64) after 64 channels, conv2d(3, 32, kernel_size=3) on 3 channels.
+It is an error when the value disagrees with the input, or when the call also reads as
+archgen's own (out_channels, kernel_size, stride, ...): on 3 channels conv2d(3, 32, 3) could
+be in=3, out=32, kernel 3 (PyTorch) or out=3, kernel 32, stride 3 (archgen).
+
+    input [3, 32, 32]
+    conv2d(3, 32, 3)            # ambiguous
+    conv2d(32, 3)               # 32 channels out, kernel 3; in_channels is inferred
+"""),
+    "E307": ("keyword-only argument given positionally", """
+Only the arguments that define a layer's shape may be written without their name, in
+PyTorch's order; every other argument (eps, momentum, bias, dilation, groups, padding_mode,
+inplace, ...) is keyword-only, so that a value can never land on another argument as
+batchnorm2d(64) once landed on eps. `archgen explain LAYER` shows one layer's signature.
+
+    relu(true)                  # inplace is keyword-only
+    relu(inplace=true)
 """),
     "E400": ("channel mismatch", """
 in_channels (or num_features) was given and disagrees with the channels that actually arrive.
@@ -223,12 +255,17 @@ one file and what any accelerator holds). Usually a channel or feature count is 
     conv2d(100000, 1)           # 10,000,000,000 weights
 """),
     "W500": ("stride drops pixels", """
-The stride does not divide the padded input minus the kernel, so the last rows or columns are
-never read by any window. Pad, choose a size divisible by the stride, use ceil_mode=true
-(pooling) or padding=same (conv).
+Some input rows or columns are never read by any window of a conv or pooling layer: the
+stride does not fit the padded input (the last rows are dropped), or the window is narrower
+than the stride, or dilated so that the stride never shifts it onto the pixels it skips
+(rows between windows are skipped). Exactly the pixels no window reads are counted. A 1x1
+window that strides (a ResNet's projection shortcut) subsamples by design and is not
+flagged. Pad, choose a size divisible by the stride, use ceil_mode=true (pooling) or
+padding=same (conv), and keep the stride no larger than the kernel.
 
     input [3, 7, 7]
     maxpool2d(2)                # the last row and column are ignored
+    maxpool2d(2, stride=3)      # on 28: rows 2, 5, 8, ... are skipped
 """),
     "W501": ("kernel covers the whole map", """
 The kernel is as large as the (padded) input, so the layer has one output position: a global
@@ -242,8 +279,9 @@ did you mean the keep probability 1 - p?
     dropout(0.9)
 """),
     "W503": ("map collapsed to 1x1 early", """
-The spatial map has shrunk to 1x1, yet a later layer still has a spatial kernel: it only
-sees one pixel (plus padding). Shrink less before it.
+A layer with a spatial kernel (wider than 1x1) receives a 1x1 map: it only sees one pixel
+plus padding. Shrink less before it. A map pooled to 1x1 and restored (upsample) is fine, and
+so is a squeeze-excitation branch: its 1x1 convs on the pooled map have no spatial kernel.
 """),
     "W504": ("one linear layer holds most parameters", """
 A single linear layer holds more than half of the network's parameters, typically because it
@@ -264,9 +302,36 @@ refuses it ("Expected more than 1 value per channel").
 
 
 def explain(code: str) -> str | None:
+    """A code's explanation, or a layer kind's signature (`archgen explain conv2d`)."""
     entry = CODES.get(code.upper())
     if entry is None:
-        return None
+        return explain_layer(code)
     title, text = entry
     kind = "warning" if code.upper().startswith("W") else "error"
     return f"{code.upper()} ({kind}): {title}\n{text.rstrip()}\n"
+
+
+def explain_layer(name: str) -> str | None:
+    """One layer kind: its signature, which arguments may be positional, PyTorch's class."""
+    from .layers import REGISTRY  # light: the kinds import nothing heavy
+    kind = REGISTRY.get(name)
+    if kind is None:
+        return None
+    inferred = kind.inferred
+    positional = ", ".join(kind.positional_args) or "none"
+    keyword = ", ".join(p.name for p in kind.keyword_only) or "none"
+    lines = [f"{kind.name}: {kind.doc} ({kind.torch_class})", "",
+             f"    {kind.signature()}", "",
+             f"positional (they define the shape): {positional}",
+             f"keyword-only: {keyword}"]
+    if inferred:
+        lines.append(f"inferred from the input: {inferred.name} (leave it out; a leading value "
+                     f"equal to it is accepted as PyTorch writes it, see E306)")
+    return "\n".join(lines) + "\n"
+
+
+def positional_table() -> str:
+    """Every layer kind and the arguments it takes positionally (README, explain E307)."""
+    from .layers import REGISTRY
+    return "\n".join(f"{k.name}({', '.join(k.positional_args)})" for k in REGISTRY.values())
+

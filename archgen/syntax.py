@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 
 from .diagnostics import Diagnostic, Span, split_lines
+from .hints import keyword_typo
 from .limits import MAX_INT, MAX_NESTING
 from .record import factory, record
 
@@ -512,6 +513,12 @@ class Parser:
         span_all = Span(self.file, line.number, first.col,
                         line.tokens[-1].col + len(line.tokens[-1].text))
         word = first.text if first.kind == "name" else None
+        if word is not None and not (lp.peek(1).kind == "op" and lp.peek(1).text in ("(", "=")):
+            word = self._keyword_typo(first, word, lp.peek(1))
+        if first.kind == "str" and lp.peek(1).kind == "op" and lp.peek(1).text == ":":
+            lp.next()  # "ad": a group name written as meant, even one close to a keyword
+            lp.next()
+            return Group(span_all, first.text[1:-1], self._body(line, lp))
 
         if word == "network" and lp.peek(1).kind == "name":
             lp.next()
@@ -593,6 +600,30 @@ class Parser:
                                ["inside a sequence, name the group instead: stem:"])
             return Group(span_all, name, self._body(line, lp))
         return self._call(lp, first, line)
+
+    def _keyword_typo(self, first: Tok, word: str, after: Tok) -> str:
+        """A header word one slip away from a keyword (concta:, ad:, brnach:, reapeat 2:) is
+        an error (E208), not a group of that name; parsing goes on with the keyword where the
+        line has its form. A group really meant to be called so is quoted: "ad":."""
+        meant = keyword_typo(word, KEYWORDS - {"and", "or", "not", "first"})
+        if meant is None:
+            return word
+        colon = after.kind == "op" and after.text == ":"
+        helps = [f"did you mean '{meant}'?"]
+        notes = []
+        if colon:
+            notes.append(f"as written it would be a group named {word}: a plain sequence of "
+                         f"its lines")
+            helps.append(f'to name a group {word} on purpose, quote it: "{word}":')
+        diag = Diagnostic("error", "E208", f"'{word}' looks like the keyword '{meant}' misspelt",
+                          first.span(self.file), notes=notes, helps=helps)
+        if meant in ("elif", "else"):  # its 'if' is on another line: skip it and its body
+            raise ParseError(diag)
+        self.diagnostics.append(diag)
+        fits = {"add": colon, "concat": colon, "branch": colon, "repeat": not colon,
+                "if": not colon, "network": after.kind == "name", "block": after.kind == "name",
+                "input": after.text in ("[", "(")}
+        return meant if fits.get(meant, colon) else word
 
     def _call(self, lp: _LineParser, first: Tok, line: Line) -> Call:
         name = name_span = None

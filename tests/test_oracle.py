@@ -36,6 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import archgen
 from archgen import shapes
+from archgen.layers import REGISTRY
 
 # ---------------------------------------------------------------------------------------------
 # Specs: PyTorch's positional order per op (the inferred first argument removed: it is
@@ -100,11 +101,19 @@ class L:
         return f"{self.op}({', '.join(parts)})"
 
 
-def max_positional(op: str, args: dict) -> int:
+def max_positional(op: str, args: dict, in_channels: int | None = None) -> int:
     """How many leading arguments may be written positionally: the present prefix of the
-    signature."""
+    signature, within archgen's positional arguments (the ones that define the shape; the
+    others are keyword-only). A conv with out_channels equal to its in_channels and a
+    positional stride reads like PyTorch's (in_channels, out_channels, kernel_size) and is
+    refused as ambiguous (E306, tests/test_habits.py), so it keeps to two there, and where
+    the input is not known (stacks)."""
+    limit = len(REGISTRY[op].positional_args)
+    if op in ("conv2d", "conv_transpose2d") and (
+            in_channels is None or args.get("out_channels") == in_channels):
+        limit = min(limit, 2)
     n = 0
-    for name in SIGNATURE[op]:
+    for name in SIGNATURE[op][:limit]:
         if name not in args:
             break
         n += 1
@@ -354,7 +363,7 @@ def _maybe(rng, p, make, args, name):
 
 
 def _finish(rng, op, x, args, reject=None) -> Case:
-    layer = L(op, args, rng.randint(0, max_positional(op, args)))
+    layer = L(op, args, rng.randint(0, max_positional(op, args, x[0])))
     return Case(x, [layer], reject=reject)
 
 

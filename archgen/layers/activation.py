@@ -9,9 +9,11 @@ class _Activation(LayerKind):
     rank = None
 
 
-def _activation(name: str, torch_class: str, doc: str, *params: P) -> None:
+def _activation(name: str, torch_class: str, doc: str, *params: P,
+                positional: tuple[str, ...] = ()) -> None:
     cls = type(torch_class.split(".")[1], (_Activation,),
-               {"name": name, "torch_class": torch_class, "doc": doc, "params": params})
+               {"name": name, "torch_class": torch_class, "doc": doc, "params": params,
+                "positional_args": positional})
     register(cls)
 
 
@@ -19,9 +21,9 @@ _INPLACE = P("inplace", "bool", False)
 _activation("relu", "nn.ReLU", "max(0, x)", _INPLACE)
 _activation("relu6", "nn.ReLU6", "min(max(0, x), 6)", _INPLACE)
 _activation("leaky_relu", "nn.LeakyReLU", "x if x > 0 else negative_slope * x",
-            P("negative_slope", "float", 0.01), _INPLACE)
+            P("negative_slope", "float", 0.01), _INPLACE, positional=("negative_slope",))
 _activation("elu", "nn.ELU", "x if x > 0 else alpha * (exp(x) - 1)",
-            P("alpha", "float", 1.0), _INPLACE)
+            P("alpha", "float", 1.0), _INPLACE, positional=("alpha",))
 _activation("gelu", "nn.GELU", "x * Phi(x), exact or with the tanh approximation",
             P("approximate", "enum", "none", choices=("none", "tanh")))
 _activation("silu", "nn.SiLU", "x * sigmoid(x)", _INPLACE)
@@ -36,14 +38,19 @@ class Softmax(_Activation):
     torch_class = "nn.Softmax"
     doc = "softmax along dim (PyTorch counts the batch dimension: dim=1 is the channels)"
     params = (P("dim", "int", None),)
+    positional_args = ("dim",)
 
     def normalise(self, a: dict, x: Shape) -> None:
         ndim = len(x) + 1
         if a["dim"] is None:  # PyTorch's implicit (deprecated) choice, made explicit
             a["dim"] = 0 if ndim in (0, 1, 3) else 1
+
+    def check_input(self, a: dict, x: Shape) -> list[LayerError]:
+        ndim = len(x) + 1
         if not -ndim <= a["dim"] < ndim:
-            raise LayerError("E301", f"dim={a['dim']} is out of range for an input of rank "
-                             f"{ndim} (batch included): use {-ndim}..{ndim - 1}", arg="dim")
+            return [LayerError("E301", f"dim={a['dim']} is out of range for an input of rank "
+                               f"{ndim} (batch included): use {-ndim}..{ndim - 1}", arg="dim")]
         if a["dim"] % ndim == 0:
-            raise LayerError("E301", "softmax over dim 0 mixes the samples of a batch",
-                             arg="dim", helps=["use dim=1"])
+            return [LayerError("E301", "softmax over dim 0 mixes the samples of a batch",
+                               arg="dim", helps=["use dim=1"])]
+        return []

@@ -6,6 +6,7 @@ A kind is registered once (`register`); a second registration of a name fails lo
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, NamedTuple
 
 from ..record import factory, record
@@ -37,15 +38,29 @@ class P(NamedTuple):
 class RF(NamedTuple):
     """Receptive field per axis (h, w) in input pixels: window size, jump between neighbouring
     outputs and the centre of the first output (start). Floats: exact for the integers and
-    halves of strided windows; upsampling and uneven adaptive pools give fractions."""
+    halves of strided windows; upsampling and uneven adaptive pools give fractions, and sizes
+    are shown rounded up to whole pixels.
+
+    `bound` is the network input's (h, w); `cap`, set once an adaptive pool has mixed a whole
+    map, is the most any later value can see: every later value depends only on that pooled
+    map, so no window after it, however wide or padded, sees more than the input."""
 
     size: tuple[float, float]
     jump: tuple[float, float]
     start: tuple[float, float]
+    bound: tuple[float, float] | None = None
+    cap: tuple[float, float] | None = None
 
     @staticmethod
-    def identity() -> RF:
-        return RF((1.0, 1.0), (1.0, 1.0), (0.5, 0.5))
+    def identity(bound=None) -> RF:
+        return RF((1.0, 1.0), (1.0, 1.0), (0.5, 0.5),
+                  tuple(float(b) for b in bound) if bound else None)
+
+    def _with(self, size, jump, start, cap=None) -> RF:
+        cap = cap or self.cap
+        if cap:
+            size = tuple(min(size[a], cap[a]) for a in range(2))
+        return RF(tuple(size), tuple(jump), tuple(start), self.bound, cap)
 
     def window(self, kernel, stride, pad_begin, dilation=(1, 1)) -> RF:
         """The step of a sliding window (conv/pool) over this field."""
@@ -55,19 +70,28 @@ class RF(NamedTuple):
             size.append(self.size[a] + (k_eff - 1) * self.jump[a])
             jump.append(self.jump[a] * stride[a])
             start.append(self.start[a] + ((k_eff - 1) / 2 - pad_begin[a]) * self.jump[a])
-        return RF(tuple(size), tuple(jump), tuple(start))
+        return self._with(size, jump, start)
 
     def scaled(self, factor) -> RF:
         """Outputs packed `factor` times denser (upsampling, transposed conv)."""
         jump = tuple(self.jump[a] / factor[a] for a in range(2))
-        return RF(self.size, jump, self.start)
+        return self._with(self.size, jump, self.start)
 
     def whole(self, positions) -> RF:
         """An output that sees every position of a map (linear after flatten, global pool)."""
         size = tuple(self.size[a] + (positions[a] - 1) * self.jump[a] for a in range(2))
         start = tuple(self.start[a] + (positions[a] - 1) / 2 * self.jump[a]
                       for a in range(2))
-        return RF(size, self.jump, start)
+        return self._with(size, self.jump, start)
+
+    def pooled(self, kernel, stride, positions) -> RF:
+        """An adaptive pool's windows (`kernel` the widest, `stride` fractional) over a map of
+        `positions`: from here on nothing sees more than that whole map, nor than the input."""
+        extent = [self.size[a] + (positions[a] - 1) * self.jump[a] for a in range(2)]
+        cap = [min(extent[a], (self.cap or extent)[a], (self.bound or extent)[a])
+               for a in range(2)]
+        out = self.window(kernel, stride, (0, 0))
+        return out._with(out.size, out.jump, out.start, tuple(cap))
 
     @staticmethod
     def union(fields: list[RF]) -> RF:
@@ -79,19 +103,28 @@ class RF(NamedTuple):
             size.append(hi - lo)
             start.append((lo + hi) / 2)
             jump.append(max(f.jump[a] for f in fields))
-        return RF(tuple(size), tuple(jump), tuple(start))
+        caps = [f.cap for f in fields]
+        cap = None if None in caps else tuple(max(c[a] for c in caps) for a in range(2))
+        return RF(tuple(size), tuple(jump), tuple(start), fields[0].bound)._with(
+            size, jump, start, cap)
 
     def to_json(self) -> dict:
-        return {"size": [_num(v) for v in self.size], "jump": [_num(v) for v in self.jump],
+        return {"size": [_whole(v) for v in self.size], "jump": [_num(v) for v in self.jump],
                 "start": [_num(v) for v in self.start]}
 
     def label(self) -> str:
-        h, w = (_num(v) for v in self.size)
+        h, w = (_whole(v) for v in self.size)
         return f"{h}" if h == w else f"{h}x{w}"
 
 
 def _num(v: float) -> int | float:
     return int(v) if float(v).is_integer() else round(v, 4)
+
+
+def _whole(v: float) -> int | float:
+    """A window size in whole input pixels: fractions (after uneven adaptive windows or
+    upsampling) round up, as a window that covers part of a pixel reads it."""
+    return math.ceil(round(v, 6)) if math.isfinite(v) else v
 
 
 @record
@@ -109,12 +142,29 @@ class LayerKind:
     name: ClassVar[str]
     torch_class: ClassVar[str]  # e.g. "nn.Conv2d"
     params: ClassVar[tuple[P, ...]] = ()
+    # The arguments that may be written without their name, in PyTorch's order: only those
+    # that define the layer's shape (conv2d(16, 3, 2, 1)); everything else is keyword-only.
+    positional_args: ClassVar[tuple[str, ...]] = ()
+    # The arguments the output shape depends on (besides the input): when one of them is
+    # wrong the shape is unknown; when another one is, checking goes on with the shape.
+    shape_args: ClassVar[tuple[str, ...]] = ()
     rank: ClassVar[int | None] = 3  # input rank without batch: 3 = [C, H, W], 1 = [F], None = any
     doc: ClassVar[str] = ""
 
     # -- rules; `a` is the normalised argument dict, `x` the input shape ----------------------
+    # Order: check_args (always, even when the input is unknown), then normalise and
+    # output_shape (raise when the shape cannot be computed), then check_input (problems
+    # that leave the shape computable, such as groups that do not divide in_channels).
+    def check_args(self, a: dict) -> None:
+        """Rules on the arguments alone, whatever the input; raise LayerError."""
+
     def normalise(self, a: dict, x: Shape) -> None:
-        """Fill inferred arguments, check ranges; mutate `a` in place."""
+        """Fill inferred and derived arguments from the input; mutate `a` in place. Raise
+        only where the output shape cannot be computed."""
+
+    def check_input(self, a: dict, x: Shape) -> list[LayerError]:
+        """Rules between the arguments and the input that leave the shape computable."""
+        return []
 
     def output_shape(self, a: dict, x: Shape) -> Shape:
         return x
@@ -134,14 +184,25 @@ class LayerKind:
     # -- helpers -------------------------------------------------------------------------------
     @property
     def positional(self) -> list[P]:
-        return [p for p in self.params if not p.inferred]
+        schema = {p.name: p for p in self.params}
+        return [schema[n] for n in self.positional_args]
+
+    @property
+    def keyword_only(self) -> list[P]:
+        return [p for p in self.params if not p.inferred and p.name not in self.positional_args]
+
+    @property
+    def inferred(self) -> P | None:
+        return next((p for p in self.params if p.inferred), None)
 
     def signature(self) -> str:
-        parts = []
-        for p in self.params:
-            if p.inferred:
-                continue
-            parts.append(p.name if p.default is REQUIRED else f"{p.name}={_show(p.default)}")
+        """conv2d(out_channels, kernel_size, stride=1, padding=0, *, dilation=1, ...): the
+        names before `*` may be written positionally."""
+        def one(p: P) -> str:
+            return p.name if p.default is REQUIRED else f"{p.name}={_show(p.default)}"
+        parts = [one(p) for p in self.positional]
+        if self.keyword_only:
+            parts += ["*"] + [one(p) for p in self.keyword_only]
         return f"{self.name}({', '.join(parts)})"
 
 
@@ -160,6 +221,12 @@ def register(cls: type[LayerKind]) -> type[LayerKind]:
     if cls.name in REGISTRY:
         raise RuntimeError(f"layer kind {cls.name!r} is registered twice "
                            f"({type(REGISTRY[cls.name]).__name__} and {cls.__name__})")
+    order = [p.name for p in cls.params if not p.inferred]
+    if list(cls.positional_args) != order[:len(cls.positional_args)]:
+        raise RuntimeError(f"{cls.name}: positional_args {cls.positional_args} must lead "
+                           f"PyTorch's order {order}")
+    if not set(cls.shape_args) <= {p.name for p in cls.params}:
+        raise RuntimeError(f"{cls.name}: shape_args {cls.shape_args} are not all arguments")
     REGISTRY[cls.name] = cls()
     return cls
 
@@ -279,13 +346,21 @@ def positive(a: dict, *names: str, allow_zero: bool = False) -> None:
                              f"{fmt_tuple(v) if isinstance(v, tuple) else v}", arg=name)
 
 
-def check_inferred(a: dict, name: str, actual: int, what: str, code: str = "E400") -> None:
-    given = a.get(name)
-    if given is not None and given != actual:
-        raise LayerError(code, f"{name}={given} but the input has {actual} {what}", arg=name,
-                         helps=[f"drop {name}= (it is inferred from the previous layer) "
-                                f"or change it to {actual}"])
-    a[name] = actual
+def check_inferred(kind: LayerKind, a: dict, x: Shape) -> LayerError | None:
+    """Fills the inferred first argument (in_channels, in_features, num_features) from the
+    input; a different value given for it is an error, and checking goes on with the real one."""
+    p = kind.inferred
+    if p is None:
+        return None
+    given, actual = a.get(p.name), x[0]
+    a[p.name] = actual
+    if given is None or given == actual:
+        return None
+    what = "features" if p.name == "in_features" else "channels"
+    return LayerError("E401" if p.name == "in_features" else "E400",
+                      f"{p.name}={given} but the input has {actual} {what}", arg=p.name,
+                      helps=[f"drop {p.name}= (it is inferred from the previous layer) "
+                             f"or change it to {actual}"])
 
 
 def spatial(x: Shape) -> tuple[int, int]:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from .. import shapes
-from .base import (RF, LayerError, LayerKind, P, Shape, Warn, check_inferred,
-                   fmt_tuple, positive, register, spatial)
+from .base import (RF, LayerError, LayerKind, P, Shape, Warn, fmt_tuple, positive, register,
+                   spatial)
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
@@ -50,22 +50,25 @@ class Conv2d(LayerKind):
         P("bias", "bool", True),
         P("padding_mode", "enum", "zeros", choices=PADDING_MODES),
     )
+    positional_args = ("out_channels", "kernel_size", "stride", "padding")
+    shape_args = ("out_channels", "kernel_size", "stride", "padding", "dilation")
 
-    def normalise(self, a: dict, x: Shape) -> None:
-        check_inferred(a, "in_channels", x[0], "channels")
+    def check_args(self, a: dict) -> None:
         positive(a, "out_channels", "kernel_size", "stride", "dilation", "groups")
         positive(a, "padding", allow_zero=True)
-        groups = a["groups"]
-        for name in ("in_channels", "out_channels"):
-            if a[name] % groups:
-                raise LayerError(
-                    "E404", f"{name} must be divisible by groups. Received: "
-                    f"{name}={a[name]}, groups={groups}", arg="groups",
-                    helps=[f"choose groups among the common divisors of {a['in_channels']} "
-                           f"and {a['out_channels']}"])
+        divisible(a, "out_channels")
+
+    def normalise(self, a: dict, x: Shape) -> None:
         a["pads"] = self.pads(a, x)
+
+    def check_input(self, a: dict, x: Shape) -> list[LayerError]:
+        errors = [e for e in (divisible(a, "in_channels", raise_=False),) if e]
         if a["padding_mode"] != "zeros":
-            check_padding_fits(a["padding_mode"], a["pads"], x)
+            try:
+                check_padding_fits(a["padding_mode"], a["pads"], x)
+            except LayerError as err:
+                errors.append(err)
+        return errors
 
     @staticmethod
     def pads(a: dict, x: Shape) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -110,7 +113,7 @@ class Conv2d(LayerKind):
         return rf.window(a["kernel_size"], a["stride"], [p[0] for p in a["pads"]], a["dilation"])
 
     def warnings(self, a: dict, x: Shape, y: Shape) -> list[Warn]:
-        return window_warnings(a["kernel_size"], a["stride"], a["pads"], a["dilation"], x)
+        return window_warnings(a["kernel_size"], a["stride"], a["pads"], a["dilation"], x, y)
 
     @staticmethod
     def same_stride(a: dict) -> bool:
@@ -118,26 +121,92 @@ class Conv2d(LayerKind):
         return a["padding"] == "same" and a["stride"] != (1, 1)
 
 
-def window_warnings(kernel, stride, pads, dilation, x: Shape, ceil_mode: bool = False) -> list[Warn]:
+def divisible(a: dict, name: str, *, raise_: bool = True) -> LayerError | None:
+    """in_channels and out_channels must be divisible by groups (Keras's wording)."""
+    if a[name] % a["groups"] == 0:
+        return None
+    err = LayerError("E404", f"{name} must be divisible by groups. Received: "
+                     f"{name}={a[name]}, groups={a['groups']}", arg="groups",
+                     helps=[f"choose groups among the common divisors of in_channels and "
+                            f"out_channels ({a[name]} here)"])
+    if raise_:
+        raise err
+    return err
+
+
+def unread(size: int, kernel: int, stride: int, pad_begin: int, out: int,
+           dilation: int = 1) -> tuple[int, int]:
+    """How many of `size` input rows the `out` windows of a conv or pool never read, and how
+    many of those trail the last row read. Window o reads the padded rows
+    o * stride + j * dilation (j < kernel), padded row q being input row q - pad_begin.
+
+    >>> unread(7, 2, 2, 0, 3)         # the last row is dropped
+    (1, 1)
+    >>> unread(28, 2, 3, 0, 9)        # a kernel narrower than the stride skips rows
+    (10, 2)
+    >>> unread(224, 7, 2, 3, 112)     # what is left over is padding
+    (0, 0)
+    """
+    if out <= 0 or size <= 0:
+        return size, size
+    lo, hi = pad_begin, pad_begin + size - 1  # the input rows, in padded coordinates
+    # rows of one residue modulo the stride: tap j covers t*stride + r for t in [b, b+out-1]
+    runs: dict[int, list[tuple[int, int]]] = {}
+    for j in range(kernel):
+        b, r = divmod(j * dilation, stride)
+        runs.setdefault(r, []).append((b, b + out - 1))
+    read, last = 0, -1
+    for r, spans in runs.items():
+        t_lo, t_hi = -((r - lo) // stride), (hi - r) // stride  # ceil, floor
+        spans.sort()
+        merged: list[list[int]] = []
+        for a, b in spans:
+            if merged and a <= merged[-1][1] + 1:
+                merged[-1][1] = max(merged[-1][1], b)
+            else:
+                merged.append([a, b])
+        for a, b in merged:
+            a, b = max(a, t_lo), min(b, t_hi)
+            if a <= b:
+                read += b - a + 1
+                last = max(last, b * stride + r)
+    trailing = hi - last if last >= lo else size
+    return size - read, trailing
+
+
+_MAX_TAPS = 100_000  # beyond this many kernel taps per axis W500 is not worked out
+
+
+def window_warnings(kernel, stride, pads, dilation, x: Shape, y: Shape) -> list[Warn]:
     out = []
     h, w = spatial(x)
     k_eff = [dilation[i] * (kernel[i] - 1) + 1 for i in range(2)]
-    # Trailing input rows/columns no window reads. Only where windows touch or overlap: a
-    # stride larger than the kernel (a 1x1 stride-2 shortcut) skips pixels by design.
-    lost = [0, 0]
+    # Input rows/columns that no window reads. A 1x1 window that strides (the projection
+    # shortcut of a ResNet) subsamples by design and is left alone.
+    lost, trail = [0, 0], [0, 0]
     for i, size in enumerate((h, w)):
-        if stride[i] <= k_eff[i] and not ceil_mode:
-            unread = shapes.dropped(size, kernel[i], stride[i], pads[i][0], pads[i][1],
-                                    dilation[i])
-            lost[i] = max(0, unread - pads[i][1])
+        if k_eff[i] > 1 and kernel[i] <= _MAX_TAPS:
+            lost[i], trail[i] = unread(size, kernel[i], stride[i], pads[i][0], y[1 + i],
+                                       dilation[i])
     if any(lost):
-        where = " and ".join(f"{n} {axis}" for n, axis in zip(lost, ("row(s)", "column(s)")) if n)
+        axes = [(n, t, size, name) for n, t, size, name in
+                zip(lost, trail, (h, w), ("row(s)", "column(s)")) if n]
+        where = " and ".join(f"the last {n} {name}" if n == t else f"{n} of the {size} {name}"
+                             for n, t, size, name in axes)
+        gaps = any(n != t for n, t, _, _ in axes)
+        notes = ["those pixels are never read by any window"]
+        if gaps:
+            notes.append(f"each window reads {_pair_text(tuple(k_eff))} pixels"
+                         + (f" (every {_pair_text(tuple(dilation))}th)" if max(dilation) > 1
+                            else "") + f" but moves {_pair_text(tuple(stride))} at a time, so "
+                         "the pixels between windows are skipped")
+        helps = (["use a stride no larger than the kernel (e.g. maxpool2d(3, stride=3)), or "
+                  "a larger kernel"] if gaps else
+                 ["pad the input, pick a size divisible by the stride, or use "
+                  "ceil_mode=true (pooling) / padding=same (conv)"])
         out.append(Warn(
-            "W500", f"stride {_pair_text(stride)} silently drops the last {where} of the "
-            f"{h}x{w} input", arg="stride",
-            notes=["those pixels are never read by any window"],
-            helps=["pad the input, pick a size divisible by the stride, or use "
-                   "ceil_mode=true (pooling) / padding=same (conv)"]))
+            "W500", f"stride {_pair_text(tuple(stride))} silently {'skips' if gaps else 'drops'} "
+            f"{where} of the {h}x{w} input", arg="stride", notes=notes, helps=helps))
     if (h, w) != (1, 1) and k_eff[0] >= h + sum(pads[0]) and k_eff[1] >= w + sum(pads[1]):
         out.append(Warn(
             "W501", f"the {k_eff[0]}x{k_eff[1]} kernel covers the whole {h}x{w} input",
@@ -164,15 +233,17 @@ class ConvTranspose2d(LayerKind):
         P("dilation", "pair", (1, 1)),
         P("padding_mode", "enum", "zeros", choices=("zeros",)),
     )
+    positional_args = ("out_channels", "kernel_size", "stride", "padding")
+    shape_args = ("out_channels", "kernel_size", "stride", "padding", "output_padding",
+                  "dilation")
 
-    def normalise(self, a: dict, x: Shape) -> None:
-        check_inferred(a, "in_channels", x[0], "channels")
+    def check_input(self, a: dict, x: Shape) -> list[LayerError]:
+        return [e for e in (divisible(a, "in_channels", raise_=False),) if e]
+
+    def check_args(self, a: dict) -> None:
         positive(a, "out_channels", "kernel_size", "stride", "dilation", "groups")
         positive(a, "padding", "output_padding", allow_zero=True)
-        for name in ("in_channels", "out_channels"):
-            if a[name] % a["groups"]:
-                raise LayerError("E404", f"{name} must be divisible by groups. Received: "
-                                 f"{name}={a[name]}, groups={a['groups']}", arg="groups")
+        divisible(a, "out_channels")
         for i in range(2):
             op = a["output_padding"][i]
             if op >= a["stride"][i] and op >= a["dilation"][i]:

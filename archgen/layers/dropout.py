@@ -7,8 +7,9 @@ from .base import LayerError, LayerKind, P, Shape, Warn, register
 
 class _Dropout(LayerKind):
     params = (P("p", "float", 0.5), P("inplace", "bool", False))
+    positional_args = ("p",)
 
-    def normalise(self, a: dict, x: Shape) -> None:
+    def check_args(self, a: dict) -> None:
         if not 0.0 <= a["p"] <= 1.0:
             raise LayerError("E301", f"dropout probability has to be between 0 and 1, but "
                              f"got {a['p']}", arg="p")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from math import prod
 
-from .base import RF, LayerError, LayerKind, P, Shape, check_inferred, positive, register
+from .base import RF, LayerError, LayerKind, P, Shape, positive, register
 
 
 @register
@@ -14,6 +14,8 @@ class Flatten(LayerKind):
     doc = "flattens dims start_dim..end_dim (PyTorch counts the batch as dim 0)"
     rank = None
     params = (P("start_dim", "int", 1), P("end_dim", "int", -1))
+    positional_args = ("start_dim", "end_dim")
+    shape_args = ("start_dim", "end_dim")
 
     def normalise(self, a: dict, x: Shape) -> None:
         ndim = len(x) + 1
@@ -47,9 +49,10 @@ class Linear(LayerKind):
     rank = 1
     params = (P("in_features", "int", None, inferred=True), P("out_features", "int"),
               P("bias", "bool", True))
+    positional_args = ("out_features",)
+    shape_args = ("out_features",)
 
-    def normalise(self, a: dict, x: Shape) -> None:
-        check_inferred(a, "in_features", x[0], "features", code="E401")
+    def check_args(self, a: dict) -> None:
         positive(a, "out_features")
 
     def output_shape(self, a: dict, x: Shape) -> Shape:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import LayerError, LayerKind, P, Shape, Warn, check_inferred, register
+from .base import LayerError, LayerKind, P, Shape, Warn, register
 
 
 @register
@@ -18,8 +18,7 @@ class BatchNorm2d(LayerKind):
         P("track_running_stats", "bool", True),
     )
 
-    def normalise(self, a: dict, x: Shape) -> None:
-        check_inferred(a, "num_features", x[0], "channels")
+    def check_args(self, a: dict) -> None:
         if a["eps"] < 0:
             raise LayerError("E301", f"eps must be non-negative, received {a['eps']}",
                              arg="eps")

@@ -10,7 +10,9 @@ from .conv import window_warnings
 class _Pool(LayerKind):
     """Shared rule of max and average pooling: stride defaults to kernel_size."""
 
-    def normalise(self, a: dict, x: Shape) -> None:
+    positional_args = ("kernel_size", "stride", "padding")
+
+    def check_args(self, a: dict) -> None:
         if a.get("stride") is None:
             a["stride"] = a["kernel_size"]
         a.setdefault("dilation", (1, 1))
@@ -48,8 +50,7 @@ class _Pool(LayerKind):
 
     def warnings(self, a: dict, x: Shape, y: Shape) -> list[Warn]:
         pads = tuple((p, p) for p in a["padding"])
-        return window_warnings(a["kernel_size"], a["stride"], pads, a["dilation"], x,
-                               a["ceil_mode"])
+        return window_warnings(a["kernel_size"], a["stride"], pads, a["dilation"], x, y)
 
 
 @register
@@ -65,6 +66,7 @@ class MaxPool2d(_Pool):
         P("return_indices", "bool", False),
         P("ceil_mode", "bool", False),
     )
+    shape_args = ("kernel_size", "stride", "padding", "dilation", "ceil_mode")
 
 
 @register
@@ -80,16 +82,20 @@ class AvgPool2d(_Pool):
         P("count_include_pad", "bool", True),
         P("divisor_override", "int", None),
     )
+    shape_args = ("kernel_size", "stride", "padding", "ceil_mode")
 
-    def normalise(self, a: dict, x: Shape) -> None:
-        super().normalise(a, x)
+    def check_args(self, a: dict) -> None:
+        super().check_args(a)
         if a["divisor_override"] == 0:
             raise LayerError("E301", "divisor_override must not be zero",
                              arg="divisor_override")
 
 
 class _Adaptive(LayerKind):
-    def normalise(self, a: dict, x: Shape) -> None:
+    positional_args = ("output_size",)
+    shape_args = ("output_size",)
+
+    def check_args(self, a: dict) -> None:
         positive(a, "output_size")
         if a.get("return_indices"):
             raise LayerError("E301", "return_indices=true makes the layer return a tuple, which "
@@ -101,10 +107,10 @@ class _Adaptive(LayerKind):
     def receptive_field(self, a: dict, rf: RF, x: Shape, y: Shape) -> RF:
         kernel, stride = [], []
         for size, out in zip(spatial(x), a["output_size"]):
-            windows = shapes.adaptive_windows(size, out)
-            kernel.append(max(e - s for s, e in windows))
+            # O(1): a list of one window per output would let output_size exhaust memory
+            kernel.append(shapes.adaptive_max_window(size, out) if out <= size else 1)
             stride.append(size / out)
-        return rf.window(kernel, stride, (0, 0))
+        return rf.pooled(kernel, stride, spatial(x))
 
     def warnings(self, a: dict, x: Shape, y: Shape) -> list[Warn]:
         h, w = spatial(x)

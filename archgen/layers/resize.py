@@ -15,16 +15,26 @@ class Pad2d(LayerKind):
            "torch.nn.functional.pad; negative padding (cropping) is refused")
     params = (P("padding", "pad4"), P("mode", "enum", "zeros", choices=PADDING_MODES),
               P("value", "float", 0.0))
+    positional_args = ("padding",)
+    shape_args = ("padding",)
 
-    def normalise(self, a: dict, x: Shape) -> None:
+    def check_args(self, a: dict) -> None:
         positive(a, "padding", allow_zero=True)
         if a["value"] != 0.0 and a["mode"] != "zeros":
             raise LayerError("E301", f"value= only applies to mode=zeros, not {a['mode']}",
                              arg="value")
+
+    def normalise(self, a: dict, x: Shape) -> None:
         left, right, top, bottom = a["padding"]
         a["pads"] = ((top, bottom), (left, right))
-        if a["mode"] != "zeros":
-            check_padding_fits(a["mode"], a["pads"], x)
+
+    def check_input(self, a: dict, x: Shape) -> list[LayerError]:
+        try:
+            if a["mode"] != "zeros":
+                check_padding_fits(a["mode"], a["pads"], x)
+        except LayerError as err:
+            return [err]
+        return []
 
     def output_shape(self, a: dict, x: Shape) -> Shape:
         (t, b), (left, r) = a["pads"]
@@ -45,8 +55,9 @@ class Upsample(LayerKind):
         P("mode", "enum", "nearest", choices=("nearest", "bilinear")),
         P("align_corners", "bool", None),
     )
+    shape_args = ("size", "scale_factor")  # keyword-only: upsample(2) would be PyTorch's size=2
 
-    def normalise(self, a: dict, x: Shape) -> None:
+    def check_args(self, a: dict) -> None:
         if (a["size"] is None) == (a["scale_factor"] is None):
             raise LayerError("E300", "upsample takes either size or scale_factor, exactly one",
                              arg="scale_factor" if a["size"] is None else "size")

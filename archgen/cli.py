@@ -79,15 +79,27 @@ def _usage(message: str) -> _OneLineUsageError:
     return _OneLineUsageError(message, click.get_current_context(silent=True), hint=False)
 
 
-def _one_line(e: click.UsageError) -> click.UsageError:
+def _one_line(e: click.UsageError, hint: bool | None = None) -> click.UsageError:
     if isinstance(e, (_OneLineUsageError, click.exceptions.NoArgsIsHelpError)):
         return e  # the latter prints the help: `archgen` alone, or a command without arguments
-    return _OneLineUsageError(e.format_message(), e.ctx,
-                              hint=not isinstance(e, click.BadParameter)
-                              or isinstance(e, click.MissingParameter))
+    if hint is None:
+        hint = not isinstance(e, click.BadParameter) or isinstance(e, click.MissingParameter)
+    return _OneLineUsageError(e.format_message(), e.ctx, hint=hint)
+
+
+class _Command(click.Command):
+    """A usage error raised by a command's body is about a value or a path: no --help pointer."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as e:
+            raise _one_line(e, hint=False) from e.__cause__
 
 
 class _Group(click.Group):
+    command_class = _Command
+
     def make_context(self, info_name, args, parent=None, **extra):
         try:
             return super().make_context(info_name, args, parent=parent, **extra)

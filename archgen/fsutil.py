@@ -92,7 +92,12 @@ def _holds(path: Path, blob: bytes) -> bool:
         st = path.stat()
         if not stat.S_ISREG(st.st_mode) or st.st_size != len(blob):
             return False
-        return path.read_bytes() == blob
+        view = memoryview(blob)
+        with open(path, "rb") as f:  # by chunks: a 500 MB model is not held twice
+            for start in range(0, len(view), CHUNK):
+                if f.read(CHUNK) != view[start:start + CHUNK]:
+                    return False
+            return f.read(1) == b""
     except OSError:
         return False
 

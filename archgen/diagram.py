@@ -13,11 +13,13 @@ channels each; they are drawn once, with the first and the last copy's shape.
 User text (file, network, layer and block names, arguments) reaches each format through one
 escaping function per format: `xml_text`, `dot_string`, `mermaid_text`.
 
-This module imports nothing beyond the IR: `archgen diagram` starts as fast as `archgen check`.
+This module imports nothing beyond the IR, json and re: `archgen diagram` starts as fast as
+`archgen check`.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -243,7 +245,8 @@ def _text_w(text: str, char_w: float = CHAR_W) -> float:
 
 
 class _Svg:
-    def __init__(self, to_scale: bool, scale: float):
+    def __init__(self, to_scale: bool, scale: float, index: dict[int, int]):
+        self.index = index  # id(layer) -> its place in forward order (the report's table row)
         self.to_scale = to_scale
         self.scale = scale  # pixels per feature-map pixel (to_scale)
         self.size: dict[int, tuple[float, float]] = {}
@@ -320,8 +323,10 @@ class _Svg:
         w, h = self.measure(box)
         fam = family(box.copies[0])
         fill, stroke = COLOURS[fam]
-        paths = " ".join(c.path for c in box.copies)
-        self.out.append(f'<g class="node f-{fam}" data-paths="{xml_text(paths)}">'
+        paths = json.dumps([c.path for c in box.copies])  # a list: a path may hold anything
+        rows = json.dumps([self.index[id(c)] for c in box.copies])
+        self.out.append(f'<g class="node f-{fam}" data-paths="{xml_text(paths)}" '
+                        f'data-layers="{rows}">'
                         f'<title>{xml_text(tooltip(box))}</title>')
         self.out.append(f'<rect x="{left:.1f}" y="{top:.1f}" width="{w:.1f}" height="{h:.1f}" '
                         f'rx="5" fill="{fill}" stroke="{stroke}"/>')
@@ -401,8 +406,7 @@ class _Svg:
             x += bw + H_GAP
         pw, ph = self.join_size(join)
         fill, stroke = COLOURS["merge"]
-        paths = " ".join(c.path for c in join.copies if c.path)
-        self.out.append(f'<g class="merge" data-paths="{xml_text(paths)}">'
+        self.out.append('<g class="merge">'
                         f'<rect x="{cx - pw / 2:.1f}" y="{bottom + FORK:.1f}" width="{pw:.1f}" '
                         f'height="{ph:.1f}" rx="{ph / 2:.1f}" fill="{fill}" stroke="{stroke}"/>')
         self.text(cx, bottom + FORK + PAD + LINE_H - 3, join.copies[0].mode, "head")
@@ -424,7 +428,8 @@ def render_svg(net: Network, *, expand: bool = False, to_scale: bool = False) ->
     tree = build_tree(net, expand=expand)
     spatial = [max(n.out_shape[1:]) for n in net.layers() if len(n.out_shape) == 3]
     spatial.append(max(net.input_shape[1:]) if len(net.input_shape) == 3 else 1)
-    svg = _Svg(to_scale, scale=min(1.0, 160 / max(spatial)))
+    index = {id(layer): i for i, layer in enumerate(net.layers())}
+    svg = _Svg(to_scale, min(1.0, 160 / max(spatial)), index)
     tw, th = svg.measure(tree)
 
     def io_w(text: str) -> float:

@@ -3,6 +3,7 @@ escaped SVG/DOT/Mermaid, and a light import path."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -53,8 +54,10 @@ def test_every_layer_is_drawn_in_exactly_one_box(spec, mode):
     """Folded or not, the boxes' layer paths are every layer of the network, each once."""
     n = archgen.load(spec).network
     svg = render_svg(n, expand=mode == "expand", to_scale=mode == "to_scale")
-    drawn = [p for g in nodes(svg) for p in g.get("data-paths").split(" ")]
+    drawn = [p for g in nodes(svg) for p in json.loads(g.get("data-paths"))]
     assert sorted(drawn) == sorted(layer.path for layer in n.layers())
+    rows = [i for g in nodes(svg) for i in json.loads(g.get("data-layers"))]
+    assert sorted(rows) == list(range(len(list(n.layers()))))
 
 
 @pytest.mark.parametrize("spec", EXAMPLES, ids=lambda p: p.stem)
@@ -75,7 +78,7 @@ def test_branches_sit_side_by_side_and_join_below():
     """U-Net's first skip: the identity and the maxpool branch start on one row, apart, and
     the concat that joins them lies below both."""
     svg = render_svg(net("unet_small"))
-    boxes = {g.get("data-paths"): rect_of(g) for g in nodes(svg)}
+    boxes = {json.loads(g.get("data-paths"))[0]: rect_of(g) for g in nodes(svg)}
     ix, iy, iw, _ = boxes["identity"]
     mx, my, _, _ = boxes["maxpool2d"]
     assert iy == my and ix + iw < mx
@@ -122,8 +125,8 @@ def test_to_scale_draws_feature_maps_in_proportion():
         if polys:
             pts = [tuple(map(float, p.split(","))) for p in polys[2].get("points").split()]
             top = [tuple(map(float, p.split(","))) for p in polys[0].get("points").split()]
-            faces[g.get("data-paths")] = (pts[1][0] - pts[0][0], pts[2][1] - pts[1][1],
-                                          top[1][0] - top[0][0])
+            path = json.loads(g.get("data-paths"))[0]
+            faces[path] = (pts[1][0] - pts[0][0], pts[2][1] - pts[1][1], top[1][0] - top[0][0])
     w55, h55, d64 = faces["features.0"]
     w27, h27, d64b = faces["features.2"]
     assert w55 / w27 == pytest.approx(55 / 27, rel=0.02)
@@ -263,7 +266,8 @@ def test_diagram_imports_no_heavy_package(tmp_path):
         "    except SystemExit:\n"
         "        pass\n"
         "heavy = sorted(m for m in sys.modules\n"
-        "               if m.split('.')[0] in ('torch', 'onnx', 'onnxruntime', 'jinja2', 'numpy'))\n"
+        "               if m.split('.')[0] in\n"
+        "               ('torch', 'onnx', 'onnxruntime', 'jinja2', 'numpy'))\n"
         "print('HEAVY', heavy, file=sys.stderr)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

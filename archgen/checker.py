@@ -97,7 +97,8 @@ class Checker:
                 self.error("E204", f"block name {block.name!r} {problem}", block.span,
                            helps=["use a lower-case identifier such as conv_block"])
         shape = self._input_shape()
-        flow = _Flow(shape, RF.identity(), "the input")
+        flow = _Flow(shape, RF.identity(shape[1:] if shape and len(shape) == 3 else None),
+                     "the input")
         scope = _Scope({})
         if shape is not None:
             scope.env.update(_builtins(shape))
@@ -844,17 +845,19 @@ class Checker:
     # -- whole-design warnings -----------------------------------------------------------------
     def _design_warnings(self, net: Network) -> None:
         layers = list(net.layers())
-        collapsed = None
+        collapsed = None  # the last layer (in spec order) that shrank a map to 1x1
         for layer in layers:
             x, y = layer.in_shape, layer.out_shape
-            if collapsed is None and len(x) == 3 and len(y) == 3 and x[1:] != (1, 1) and \
-                    y[1:] == (1, 1):
+            if len(x) == 3 and len(y) == 3 and x[1:] != (1, 1) and y[1:] == (1, 1):
                 collapsed = layer
-            elif collapsed is not None and len(x) == 3 and _spatial_kernel(layer):
+            # what this layer itself receives: a map restored by upsampling is fine, and so
+            # are the 1x1 convs of a squeeze-excitation branch beside a full-size path
+            elif len(x) == 3 and x[1:] == (1, 1) and _spatial_kernel(layer):
+                notes = [f"{collapsed.op} at line {collapsed.span.line} collapsed "
+                         f"{list(collapsed.in_shape)} to {list(collapsed.out_shape)}"] \
+                    if collapsed else [f"the input {list(x)} is 1x1"]
                 self.warn("W503", f"the map is already 1x1 here: this {layer.op} "
-                          f"has nothing spatial left to see", layer.span,
-                          notes=[f"{collapsed.op} at line {collapsed.span.line} collapsed "
-                                 f"{list(collapsed.in_shape)} to {list(collapsed.out_shape)}"],
+                          f"has nothing spatial left to see", layer.span, notes=notes,
                           helps=["stride or pool less before this point, or feed a larger "
                                  "input"])
                 break

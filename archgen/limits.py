@@ -13,6 +13,8 @@ diagnostic that names it (README, "Reliability", says why each number was chosen
   16 GiB in float32, more than a whole accelerator holds for one sample or one layer.
 - MAX_NESTING (E305): indentation, parentheses, operators and blocks within blocks, each at
   most 32 deep, so that no stage of archgen recurses deeper than a few hundred frames.
+- RF_CAP: receptive fields saturate at 2**53 pixels instead of overflowing to infinity (JSON
+  shows a saturated value as null with "saturated": true).
 - MAX_EXPANDED (E305): statements visited while expanding blocks, repeats and ifs, 100,000:
   ResNet-1001 has about 3,000 layers; checking 100,000 takes about 5 s and 300 MB.
 """
@@ -24,6 +26,7 @@ MAX_SIZE = 2**24
 MAX_ELEMENTS = 2**32
 MAX_NESTING = 32
 MAX_EXPANDED = 100_000
+RF_CAP = float(2**53)  # receptive fields saturate here, where floats stop counting every integer
 MAX_SAME_LINE = 3  # diagnostics of one code on one line shown before the rest are folded
 
 

@@ -1,9 +1,17 @@
-"""Checked networks as JSON (`archgen check --format json`) and layers as short call texts."""
+"""Checked networks as JSON (`archgen check --format json`) and layers as short call texts.
+
+The JSON is strict: `json.dumps(doc, allow_nan=False)` always succeeds. Receptive fields
+saturate at 2**53 pixels (limits.RF_CAP); a saturated value is null, and the field's
+"saturated": true says that it is at least 2**53 pixels (or a jump that large).
+"""
 
 from __future__ import annotations
 
+import math
+
 from .ir import Layer, Merge, Network, Seq, walk
 from .layers.base import REQUIRED, _show
+from .limits import RF_CAP
 
 
 def arg_text(v) -> str:
@@ -42,13 +50,30 @@ def node_json(node) -> dict:
         "output_shape": list(node.out_shape) if node.out_shape else None,
         "params": node.params,
         "macs": node.macs,
-        "receptive_field": node.rf.to_json(),
+        "receptive_field": rf_json(node.rf),
     }
     if isinstance(node, Layer):
         out["call"] = call_text(node)
         if node.name:
             out["name"] = node.name
     return out
+
+
+def rf_json(rf) -> dict:
+    doc = rf.to_json()
+    saturated = False
+    for key in ("size", "jump", "start"):
+        values = []
+        for v in doc.get(key, ()):
+            if v is None or not math.isfinite(v) or abs(v) >= RF_CAP:
+                values.append(None)
+                saturated = True
+            else:
+                values.append(v)
+        doc[key] = values
+    if saturated:
+        doc["saturated"] = True
+    return doc
 
 
 def network_json(net: Network, file: str) -> dict:

@@ -26,41 +26,62 @@ def _signature(node: Node) -> tuple:
     return own + tuple(_signature(c) for c in children(node))
 
 
-def _collapse(items: list[Node]) -> list[tuple[Node, int, int, int]]:
-    """Runs of identical siblings -> (last of the run, count, params of all, macs of all)."""
-    runs: list[tuple[Node, int, int, int]] = []
+def _collapse(items: list[Node]) -> list[tuple[Node, int, int, int, Node]]:
+    """Runs of identical siblings -> (first of the run, count, params of all, macs of all,
+    last of the run)."""
+    runs: list[tuple[Node, int, int, int, Node]] = []
     for item in items:
         if runs and isinstance(item, Seq) and item.block and \
                 _signature(runs[-1][0]) == _signature(item):
-            _, n, p, m = runs[-1]
-            runs[-1] = (item, n + 1, p + item.params, m + item.macs)
+            first, n, p, m, _ = runs[-1]
+            runs[-1] = (first, n + 1, p + item.params, m + item.macs, item)
         else:
-            runs.append((item, 1, item.params, item.macs))
+            runs.append((item, 1, item.params, item.macs, item))
     return runs
 
 
+def _run_label(first: Node, last: Node, count: int) -> str:
+    """A collapsed run, labelled by the indices (or names) of its first and last copies:
+    `0-1: res(16) x 2`."""
+    text = _label(first).split(": ", 1)[-1] if first.attr else _label(first)
+    where = f"{first.attr}-{last.attr}: " if first.attr and last.attr else ""
+    return f"{where}{text} x {count}"
+
+
 def _rows(node: Node, prefix: str, last: bool, collapse: bool, out: list, count: int = 1,
-          params: int | None = None, macs: int | None = None, top: bool = False) -> None:
+          params: int | None = None, macs: int | None = None, top: bool = False,
+          run_end: Node | None = None) -> None:
     branch = "" if top else ("└─ " if last else "├─ ")
-    label = _label(node) + (f" x {count}" if count > 1 else "")
+    label = _run_label(node, run_end or node, count) if count > 1 else _label(node)
     shape = "[" + ", ".join(map(str, node.out_shape)) + "]"
     out.append((prefix + branch + label, shape, node.params if params is None else params,
-                node.macs if macs is None else macs, node.rf.label()))
+                node.macs if macs is None else macs, (run_end or node).rf.label()))
     if count > 1:
         return
     kids = children(node)
-    runs = _collapse(kids) if collapse else [(c, 1, c.params, c.macs) for c in kids]
+    runs = _collapse(kids) if collapse else [(c, 1, c.params, c.macs, c) for c in kids]
     child_prefix = prefix + ("" if top else ("   " if last else "│  "))
-    for i, (child, n, p, m) in enumerate(runs):
-        _rows(child, child_prefix, i == len(runs) - 1, collapse, out, n, p, m)
+    for i, (child, n, p, m, end) in enumerate(runs):
+        _rows(child, child_prefix, i == len(runs) - 1, collapse, out, n, p, m, run_end=end)
+
+
+def _fixed2(n: int, unit: int) -> str:
+    """n / unit with two decimals and thousands separators, in integers (a float overflows
+    past 1e308; the counts here are exact integers of any size).
+
+    >>> _fixed2(3_318_664, 10**6), _fixed2(541_094 * 4, 2**20), _fixed2(10**400, 1)[:6]
+    ('3.32', '2.06', '10,000')
+    """
+    hundredths = (200 * n + unit) // (2 * unit)  # rounded half up
+    return f"{hundredths // 100:,}.{hundredths % 100:02d}"
 
 
 def render_summary(net: Network, *, collapse: bool = False) -> str:
     rows: list[tuple[str, str, int, int, str]] = []
     runs = _collapse(net.root.items) if collapse else [
-        (c, 1, c.params, c.macs) for c in net.root.items]
-    for i, (child, n, p, m) in enumerate(runs):
-        _rows(child, "", i == len(runs) - 1, collapse, rows, n, p, m, top=True)
+        (c, 1, c.params, c.macs, c) for c in net.root.items]
+    for i, (child, n, p, m, end) in enumerate(runs):
+        _rows(child, "", i == len(runs) - 1, collapse, rows, n, p, m, top=True, run_end=end)
     header = ("Layer", "Output shape", "Params", "MACs", "RF")
     table = [header] + [(a, b, f"{c:,}", f"{d:,}", e) for a, b, c, d, e in rows]
     widths = [max(len(r[i]) for r in table) for i in range(5)]
@@ -75,9 +96,9 @@ def render_summary(net: Network, *, collapse: bool = False) -> str:
     out += [line(r) for r in table[1:]]
     out += [rule,
             f"Total params: {net.total_params:,}",
-            f"Total MACs: {net.total_macs:,} ({net.total_macs / 1e6:,.2f} M at batch 1)",
+            f"Total MACs: {net.total_macs:,} ({_fixed2(net.total_macs, 10**6)} M at batch 1)",
             f"Output shape: [N, {', '.join(map(str, net.output_shape))}]",
-            f"Parameter memory: {net.total_params * 4 / 2**20:,.2f} MiB (float32)"]
+            f"Parameter memory: {_fixed2(net.total_params * 4, 2**20)} MiB (float32)"]
     same = [layer for layer in net.layers()
             if layer.op == "conv2d" and layer.args["padding"] == "same"
             and layer.args["stride"] != (1, 1)]

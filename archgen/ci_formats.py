@@ -10,7 +10,8 @@ from urllib.parse import quote
 
 from .diagnostics import Diagnostic
 
-SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+SARIF_SCHEMA = ("https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/"
+                "sarif-schema-2.1.0.json")
 INFORMATION_URI = "https://pypi.org/project/archgen/"
 
 

@@ -8,6 +8,7 @@ process runs then.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import stat
@@ -38,6 +39,9 @@ def write_atomic(path: str | Path, data: str | bytes) -> bool:
         return False
     if path.is_dir():
         raise OutputError(f"cannot write {path}: it is a directory")
+    if path.exists() and not path.is_file():  # a device or FIFO: write into it, never replace it
+        _write_special(path, blob)
+        return True
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -66,6 +70,24 @@ def write_atomic(path: str | Path, data: str | bytes) -> bool:
             raise
     _fsync_dir(path.parent)
     return True
+
+
+def _write_special(path: Path, blob: bytes) -> None:
+    """Write into an existing device, FIFO or socket (`-o /dev/null`) as any tool does, rather
+    than renaming a file over it. A FIFO nobody reads is an error, not a wait for ever."""
+    try:
+        fd = os.open(path, os.O_WRONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        if e.errno == errno.ENXIO:
+            raise OutputError(f"cannot write {path}: no process is reading it") from None
+        raise OutputError(f"cannot write {path}: {_reason(path, e)}") from None
+    try:
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        with os.fdopen(fd, "wb") as f:
+            _write_all(f, blob)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {_reason(path, e)}") from None
 
 
 def default_mode() -> int:

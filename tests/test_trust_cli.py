@@ -304,13 +304,40 @@ def test_unchanged_output_is_not_rewritten(tmp_path):
     assert write_atomic(path, "xy") is True and path.read_text() == "xy"
 
 
-def test_a_fifo_at_the_output_path_is_not_read(tmp_path):
-    if not hasattr(os, "mkfifo"):
-        pytest.skip("no FIFOs here")
+def _device(tmp_path: Path, name: str, minor: int) -> Path:
+    """A private copy of /dev/null (minor 3) or /dev/full (7): a regression must not be able to
+    replace the system's own."""
+    path = tmp_path / name
+    try:
+        os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, minor))
+        with open(path, "wb"):
+            pass
+    except (OSError, AttributeError):
+        pytest.skip("cannot make a device node here (not root, or a nodev mount)")
+    return path
+
+
+def test_a_device_is_written_into_never_replaced(tmp_path, spec):
+    """`-o /dev/null` works as with any tool; /dev/full is a real full disk: one line, exit 2;
+    and neither is replaced by a regular file (as root, a rename over it would succeed)."""
+    null, full = _device(tmp_path, "null", 3), _device(tmp_path, "full", 7)
+    assert write_atomic(null, "x") is True
+    pytest.importorskip("onnx")
+    for out, code in ((null, 0), (full, 2)):
+        result = run("export", spec, "-o", out)
+        assert result.exit_code == code and "Traceback" not in result.output
+        assert stat.S_ISCHR(os.stat(out).st_mode)
+    assert result.stderr.splitlines() == [f"error: cannot write {full}: No space left on device"]
+    no_temp_files(tmp_path)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_at_the_output_path_is_not_read_or_waited_on(tmp_path):
     fifo = tmp_path / "out.py"
     os.mkfifo(fifo)
-    assert write_atomic(fifo, "x") is True  # replaced, not opened (which would block)
-    assert fifo.read_text() == "x"
+    with pytest.raises(OutputError, match="no process is reading it"):
+        write_atomic(fifo, "x")  # neither read for the comparison nor waited on for a reader
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
 
 
 # -- signals ---------------------------------------------------------------------------------

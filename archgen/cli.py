@@ -536,7 +536,9 @@ def compile_(specs: tuple[str, ...], out_dir: str, target: str, to_stdout: bool)
               help="Seed of the initial weights when no checkpoint is given.")
 def export(spec: str, output: str, weights: str | None, allow_nonfinite: bool,
            opset: int | None, dynamic_batch: bool, seed: int) -> None:
-    """Export SPEC to an ONNX graph, checked by onnx.checker and strict shape inference."""
+    """Export SPEC to an ONNX graph, checked by onnx.checker and strict shape inference.
+    Exit 0 when written (or unchanged), 1 on errors in the spec or the checkpoint, 2 on a bad
+    path or option value."""
     arch = _load(spec)
     _fail_on_errors(arch)
     from .emit_onnx import WeightsError, build_onnx, load_weights, save_onnx
@@ -582,7 +584,8 @@ def export(spec: str, output: str, weights: str | None, allow_nonfinite: bool,
 def parity(spec: str, weights: str | None, allow_nonfinite: bool, seed: int, batch: int,
            rtol: float, atol: float, fmt: str) -> None:
     """Run the ONNX graph in ONNX Runtime and the generated PyTorch module on the same weights
-    and inputs; exit 0 within tolerance, 1 otherwise, naming the first layer that diverges."""
+    and inputs; exit 0 within tolerance, 1 otherwise, naming the first layer that diverges
+    (2 on a bad path or option value)."""
     arch = _load(spec)
     _fail_on_errors(arch)
     from .budget import check_memory

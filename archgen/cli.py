@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import stat
 import sys
 from pathlib import Path
@@ -501,7 +502,9 @@ def compile_(specs: tuple[str, ...], out_dir: str, target: str, to_stdout: bool)
             net = arch.network
             stem = Path(module_filename(net)).stem
             if target in ("torch", "all"):
-                source = render_torch(net, command=f"archgen compile {arch.file}")
+                source = render_torch(net, command=shlex.join(  # the exact command, quoted
+                    ["archgen", "compile", arch.file,
+                     *(["--print"] if to_stdout else ["-o", out_dir])]))
                 outputs.append((None if to_stdout else Path(out_dir) / f"{stem}.py", source))
             if target in ("onnx", "all"):
                 from .emit_onnx import build_onnx

@@ -226,3 +226,29 @@ def test_bash_completion_script():
         env={**_env(), "_ARCHGEN_COMPLETE": "bash_complete", "COMP_WORDS": "archgen ch",
              "COMP_CWORD": "1"})
     assert "plain,check" in words.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# The header of a generated file
+
+
+def test_generated_header_is_the_exact_command_that_regenerates_it(tmp_path, monkeypatch):
+    import ast
+    import shlex
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my nets").mkdir()
+    spec = Path("my nets") / "it's seed.cnn"
+    shutil.copy(SEED, spec)
+    result = run("compile", str(spec), "-o", "out dir")
+    assert result.exit_code == 0, result.output
+    written = tmp_path / "out dir" / "seed_cnn.py"
+    doc = ast.get_docstring(ast.parse(written.read_text()))
+    [command] = [line.split(": ", 1)[1] for line in doc.splitlines()
+                 if line.startswith("Regenerate with: ")]
+    assert command == "archgen compile 'my nets/it'\"'\"'s seed.cnn' -o 'out dir'"
+    argv = shlex.split(command)
+    assert argv[:2] == ["archgen", "compile"]
+    before = written.read_bytes()
+    again = run(*argv[1:])
+    assert again.exit_code == 0 and f"unchanged {Path('out dir') / 'seed_cnn.py'}" in again.output
+    assert written.read_bytes() == before

@@ -55,7 +55,8 @@ def write_atomic(path: str | Path, data: str | bytes) -> bool:
                                            dir=path.parent)
                 _PENDING.add(tmp)
             with os.fdopen(fd, "wb") as f:
-                os.fchmod(f.fileno(), default_mode())  # mkstemp creates 0600
+                if hasattr(os, "fchmod"):  # POSIX; mkstemp creates 0600
+                    os.fchmod(f.fileno(), default_mode())
                 _write_all(f, blob)
                 f.flush()
                 os.fsync(f.fileno())

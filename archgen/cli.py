@@ -423,6 +423,27 @@ def _weights_file(ctx, param, value: str | None) -> str | None:
     return value
 
 
+def _onnx_file(ctx, param, value: str | None) -> str | None:
+    """A readable regular file; whether it is ONNX, and fits the spec, is parity's business."""
+    if value is None:
+        return None
+    try:
+        mode = os.stat(value).st_mode
+        if stat.S_ISDIR(mode):
+            raise click.BadParameter(f"{value} is a directory, not an ONNX file", ctx, param)
+        if not stat.S_ISREG(mode):  # a FIFO or device: reading could block for ever
+            raise click.BadParameter(f"{value} is not a regular file", ctx, param)
+        with open(value, "rb"):
+            pass
+    except (FileNotFoundError, NotADirectoryError):
+        blocker = _file_in(value)
+        why = f" ({blocker} is a file, not a directory)" if blocker else ""
+        raise click.BadParameter(f"no such file: {value}{why}", ctx, param) from None
+    except OSError as e:
+        raise click.BadParameter(f"cannot read {value}: {e.strerror or e}", ctx, param) from None
+    return value
+
+
 SEED_LIMIT = 2**64  # numpy and PyTorch seeds are unsigned 64-bit integers
 
 
@@ -462,8 +483,10 @@ def _batch(ctx, param, value: int) -> int:
         raise click.BadParameter(str(e), ctx, param) from None
 
 
-def _tolerance(ctx, param, value: float) -> float:
+def _tolerance(ctx, param, value: float | None) -> float | None:
     from .parity import check_tolerance
+    if value is None:  # not given: parity's float64 verdict
+        return None
     try:
         return check_tolerance(param.name, value)
     except ValueError as e:
@@ -578,22 +601,33 @@ def export(spec: str, output: str, weights: str | None, allow_nonfinite: bool,
               help="Seed of the inputs, and of the weights when no checkpoint is given.")
 @click.option("--batch", type=int, default=2, show_default=True, callback=_batch,
               help="Samples per input, at least 1.")
-@click.option("--rtol", type=float, default=1e-4, show_default=True, callback=_tolerance,
-              help="Tolerance relative to the output's magnitude: finite, at least 0.")
-@click.option("--atol", type=float, default=1e-5, show_default=True, callback=_tolerance,
-              help="Absolute tolerance: finite, at least 0.")
+@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run N seeds from --seed on, each with its own input and (without "
+                   "--weights) its own weights; the verdict is the worst.")
+@click.option("--onnx", "onnx_file", callback=_onnx_file, metavar="FILE",
+              help="Check this ONNX file (made elsewhere) instead of archgen's export. Its "
+                   "weights are read from initializers named like the state_dict unless "
+                   "--weights is given.")
+@click.option("--rtol", type=float, default=None, callback=_tolerance,
+              help="Absolute mode: |onnx - torch| <= atol + rtol * max|torch|, finite, at "
+                   "least 0. Giving --rtol or --atol selects it (defaults 1e-4 and 1e-5); "
+                   "otherwise ONNX is judged against float64 PyTorch.")
+@click.option("--atol", type=float, default=None, callback=_tolerance,
+              help="Absolute mode's absolute tolerance (see --rtol).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
 def parity(spec: str, weights: str | None, allow_nonfinite: bool, seed: int, batch: int,
-           rtol: float, atol: float, fmt: str) -> None:
-    """Run the ONNX graph in ONNX Runtime and the generated PyTorch module on the same weights
-    and inputs; exit 0 within tolerance, 1 otherwise, naming the first layer that diverges
-    (2 on a bad path or option value)."""
+           seeds: int, onnx_file: str | None, rtol: float | None, atol: float | None,
+           fmt: str) -> None:
+    """Run an ONNX graph in ONNX Runtime and the generated PyTorch module on the same weights
+    and inputs, with float64 PyTorch as the ground truth: ONNX passes when its error is within
+    8x float32 PyTorch's own, plus 1e-6 of the outputs' magnitude. Exit 0 when it passes, 1
+    otherwise, naming the first layer that diverges (2 on a bad path or option value)."""
     arch = _load(spec)
     _fail_on_errors(arch)
     from .budget import check_memory
     from .emit_onnx import WeightsError, load_weights
-    from .parity import run_parity
+    from .parity import OnnxFileError, run_parity
     net = arch.network
     check_memory(net, "parity", batch)  # MemoryBudgetError before anything is allocated
     notes: list[str] = []
@@ -604,7 +638,12 @@ def parity(spec: str, weights: str | None, allow_nonfinite: bool, seed: int, bat
         click.echo(f"error: {e}", err=True)
         sys.exit(1)
     _print_notes(notes)
-    report = run_parity(net, state_dict=state, seed=seed, batch=batch, rtol=rtol, atol=atol)
+    try:
+        report = run_parity(net, state_dict=state, seed=seed, batch=batch, rtol=rtol,
+                            atol=atol, seeds=seeds, onnx_file=onnx_file)
+    except (OnnxFileError, WeightsError) as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
     click.echo(json.dumps(report.to_json(), indent=2) if fmt == "json" else report.to_text())
     sys.exit(0 if report.ok else 1)
 

@@ -11,6 +11,10 @@ its output value "<path>.out"; helper nodes, values and constants are "<path>/<r
 reads "input" and writes "output". Add/concat nodes are named after their enclosing module
 ("layer1.0.add").
 
+Spec text reaches the ONNX text only through `quoting.onnx_string` (every name and string is
+quoted, the graph's name is set after parsing), and the parsed model is held to
+`quoting.verify_onnx` (operators from ONNX_OPS only, plain names) before anything else.
+
 Where ONNX has no exact counterpart for a PyTorch option, the lowering builds an exact one:
 ceil_mode as explicit end padding, avgpool2d's divisor_override as a depthwise sum then a
 division, uneven adaptive pooling windows as slices, a fractional upsample scale_factor as gathers
@@ -27,13 +31,16 @@ from fractions import Fraction
 from pathlib import Path
 
 from . import __version__, shapes
-from .extras import require
+from .budget import MemoryBudgetError, check_memory
+from .diagnostics import SpecError
+from .extras import MissingExtra, require
 from .ir import Layer, Merge, Network, Node, Seq
+from .quoting import InternalError, onnx_string, verify_onnx
 from .templating import environment
 from .weights import WeightsError, check_state, initial_state, load_weights
 
-__all__ = ["DEFAULT_OPSET", "MIN_OPSET", "InternalError", "WeightsError", "build_onnx",
-           "load_weights", "save_onnx"]
+__all__ = ["DEFAULT_OPSET", "MIN_OPSET", "InternalError", "MemoryBudgetError", "WeightsError",
+           "build_onnx", "load_weights", "save_onnx"]
 
 # 21: Gelu is an op (20), Pad has mode=wrap for circular padding and AveragePool has dilations
 # (19), and onnxruntime has run this opset since 1.18. Later opsets add nothing archgen uses.
@@ -41,15 +48,8 @@ DEFAULT_OPSET = 21
 MIN_OPSET = 19
 
 INPUT, OUTPUT = "input", "output"
+GRAPH_PLACEHOLDER = "archgen_graph"  # the graph's name in the text; the network's is set after
 Pads = tuple[tuple[int, int], tuple[int, int]]  # ((top, bottom), (left, right))
-
-
-class InternalError(RuntimeError):
-    """The generated graph contradicts the checked model: a bug in archgen, not in the spec."""
-
-    def __init__(self, message: str):
-        super().__init__(f"internal error (this is an archgen bug, please report it with the "
-                         f"spec): {message}")
 
 
 # -- one PyTorch-to-ONNX conversion per helper --------------------------------------------------
@@ -269,11 +269,39 @@ def resize_modes(a: dict) -> tuple[str, str]:
 
 # -- templates --------------------------------------------------------------------------------
 
-def _q(name: str) -> str:
-    """A value or node name as a quoted identifier (paths hold dots, which bare ones cannot)."""
-    if '"' in name or "\\" in name:
-        raise InternalError(f"the name {name!r} cannot be written in ONNX's textual syntax")
-    return f'"{name}"'
+# The operators the lowerings emit (verify_onnx refuses any other in a generated graph).
+ONNX_OPS = frozenset({
+    "Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Conv", "ConvTranspose", "Div",
+    "Elu", "Erf", "Flatten", "Gather", "Gelu", "Gemm", "GlobalAveragePool", "GlobalMaxPool",
+    "HardSwish", "Identity", "LeakyRelu", "MaxPool", "Mul", "Pad", "ReduceMax", "ReduceMean",
+    "Relu", "Reshape", "Resize", "Sigmoid", "Slice", "Softmax", "Sqrt", "Sub", "Tanh", "Unsqueeze",
+})
+
+
+def _op(name: str) -> str:
+    """An operator name, one of ONNX_OPS."""
+    if name not in ONNX_OPS:
+        raise InternalError(f"the operator {name!r} is not one archgen emits")
+    return name
+
+
+def _identifier(name: str) -> str:
+    if not (name.isidentifier() and name.isascii()):
+        raise InternalError(f"{name!r} is not a bare identifier")
+    return name
+
+
+def _op_elem(elem: str) -> str:
+    if elem not in ("float", "int64"):
+        raise InternalError(f"unexpected element type {elem!r}")
+    return elem
+
+
+def _dim(d) -> str:
+    """A tensor dimension: a size, or the batch's symbolic name (a bare identifier)."""
+    if isinstance(d, str) and not (d.isidentifier() and d.isascii()):
+        raise InternalError(f"unexpected symbolic dimension {d!r}")
+    return d if isinstance(d, str) else str(int(d))
 
 
 def _float(v: float) -> str:
@@ -287,11 +315,15 @@ def _float(v: float) -> str:
 def _environment():
     env = environment("onnx", keep_trailing_newline=False)
     env.filters.update({
-        "q": _q,
-        "names": lambda names: ", ".join(_q(n) for n in names),
+        "q": onnx_string,
+        "identifier": _identifier,
+        "op": _op,
+        "int": lambda v: str(int(v)),
+        "names": lambda names: ", ".join(onnx_string(n) for n in names),
         "ints": lambda values: "[" + ", ".join(str(int(v)) for v in values) + "]",
         "float": _float,
-        "typed": lambda v: f"{v.elem}[{', '.join(str(d) for d in v.dims)}] {_q(v.name)}",
+        "typed": lambda v: f"{_op_elem(v.elem)}[{', '.join(_dim(d) for d in v.dims)}] "
+                           f"{onnx_string(v.name)}",
     })
     return env
 
@@ -387,6 +419,8 @@ def _lower(g: _Graph, node: Node, x: str, module: str) -> str:
         y = g.output_of(node, name)
         if node.mode == "concat":
             g.emit("concat", name=name, y=y, inputs=ys)
+        elif len(ys) == 1:  # nothing to add to the one branch: pass it on, named
+            g.emit("unary", name=name, y=y, x=ys[0], op="Identity")
         else:
             steps, acc = [], ys[0]
             for i, b in enumerate(ys[1:], start=1):
@@ -715,13 +749,35 @@ def build_onnx(net: Network, *, opset: int | None = None, dynamic_batch: bool = 
     """The network as an onnx.ModelProto, weights included: `state_dict` (which must match the
     network's entries exactly, else WeightsError) or a seeded initialisation. The batch is the
     symbolic "N", or 1 with dynamic_batch=False. With intermediates=True every layer's and
-    add/concat's output is a graph output too."""
+    add/concat's output is a graph output too.
+
+    Raises SpecError for a network with errors, MemoryBudgetError (before allocating) when the
+    weights would not fit in the memory available, and InternalError for anything that goes
+    wrong inside: the generated graph failing its checks, or an unexpected exception."""
     onnx = require("onnx", "onnx", "ONNX export")
     opset = DEFAULT_OPSET if opset is None else opset
     newest = onnx.defs.onnx_opset_version()
     if not MIN_OPSET <= opset <= newest:
         raise ValueError(f"opset must be between {MIN_OPSET} and {newest}, received {opset}: "
                          f"circular padding (Pad mode=wrap) needs opset {MIN_OPSET}")
+    if any(d.is_error for d in net.diagnostics):
+        raise SpecError(net.diagnostics, {net.file: net.source})
+    # with a state_dict given, its memory is already taken: the graph adds its own copy
+    check_memory(net, "export" if state_dict is None else "onnx")
+    try:
+        return _build(onnx, net, opset, dynamic_batch, state_dict, seed, intermediates)
+    except (InternalError, WeightsError, MemoryBudgetError, SpecError, MissingExtra):
+        raise
+    except MemoryError:
+        raise MemoryBudgetError(f"{net.name} does not fit in memory: the allocator refused "
+                                f"while exporting it") from None
+    except Exception as e:  # the last resort: say it is archgen's bug, in one line
+        raise InternalError(f"exporting {net.name} failed: {type(e).__name__}: "
+                            f"{str(e).splitlines()[0] if str(e) else ''}") from e
+
+
+def _build(onnx, net: Network, opset: int, dynamic_batch: bool, state_dict: Mapping | None,
+           seed: int, intermediates: bool):
     state = (check_state(net, state_dict) if state_dict is not None
              else initial_state(net, seed))
     batch = "N" if dynamic_batch else 1
@@ -744,16 +800,20 @@ def build_onnx(net: Network, *, opset: int | None = None, dynamic_batch: bool = 
     value_info = [typed(v, node.out_shape) for v, node in g.produced if v not in listed]
     text = _environment().get_template("model.onnx.j2").render(
         ir_version=_ir_version(onnx, opset), opset=opset, version=__version__,
-        graph_name=net.name, inputs=[typed(INPUT, net.input_shape)], outputs=outputs,
+        graph_name=GRAPH_PLACEHOLDER, inputs=[typed(INPUT, net.input_shape)], outputs=outputs,
         value_info=value_info, body=g.body)
     try:
         model = onnx.parser.parse_model(text)
     except onnx.parser.ParseError as e:
         raise InternalError(f"the generated ONNX text does not parse: {e}") from None
+    verify_onnx(model, ONNX_OPS)
+    # spec text goes into the model's fields, never through the text
+    model.graph.name = net.name
     model.doc_string = f"{net.name}, generated by archgen from {net.file}"
     weights = {k: g.initializers.pop(k) for k in list(g.initializers) if k in state}
     _validate(onnx, model, g.initializers, weights, g.expected, batch)
     _attach(onnx, model, {**weights, **g.initializers})
+    verify_onnx(model, ONNX_OPS)
     return model
 
 

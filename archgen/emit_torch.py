@@ -7,7 +7,9 @@ templates in templates/torch/ only put that model into a file.
 
 Every attribute name is a `node.attr` from naming.py, so `node.path` is the module path in the
 generated module and the prefix of its state_dict keys. Other names (classes, local variables)
-are generated here; spec text reaches the code only as validated identifiers and literals.
+are generated here. Spec text reaches the code only as validated identifiers and through
+quoting.py (literals, docstring and comment text), and the rendered source is checked against
+`PYTHON_SHAPE` (imports, classes, methods, calls) before it is returned or executed.
 
 The layout is ruff format's by construction, so the file passes `ruff format --check` without
 running ruff: a statement goes on one line when it fits in 88 columns with its comment (the
@@ -21,7 +23,6 @@ import builtins
 import functools
 import keyword
 import linecache
-import math
 import re
 import shlex
 import sys
@@ -33,18 +34,32 @@ from typing import Any
 from .diagnostics import Diagnostic, Span, SpecError
 from .extras import require
 from .ir import Layer, Merge, Network, Node, Seq
+from .layers import REGISTRY
 from .layers.base import REQUIRED
 from .layers.conv import Conv2d
 from .naming import RESERVED_GLOBALS, check_name, members
+from .quoting import PythonShape, py_comment_text, py_docstring_text, py_literal, verify_python
 from .templating import environment
 
 WIDTH = 88  # ruff format's default line length
 BODY_INDENT = 8  # a method body
 MAX_LISTED = 4  # line numbers listed in one comment
 
-# Helper classes the generated file may need: name -> (template, the imports it uses).
+
+@dataclass(frozen=True)
+class Helper:
+    """A fixed class the generated file may need: its template, and the imports, base class
+    and calls its code uses."""
+
+    template: str
+    imports: tuple[str, ...]
+    base: str
+    calls: tuple[str, ...]
+
+
 HELPERS = {
-    "Conv2dSame": ("conv2d_same.py.j2", ("from torch.nn import functional as F",)),
+    "Conv2dSame": Helper("conv2d_same.py.j2", ("from torch.nn import functional as F",),
+                         "nn.Conv2d", ("F.pad", "F.conv2d", "max")),
 }
 
 
@@ -57,10 +72,17 @@ def render_torch(net: Network, command: str | None = None) -> str:
     (default: `archgen compile <spec file>`). Raises SpecError for a network with errors or
     with a name the generated code cannot use.
     """
+    return _render(net, command)[0]
+
+
+def _render(net: Network, command: str | None = None):
+    """The source and its checked syntax tree (InternalError when it is not of the expected
+    shape: nothing is written or executed then)."""
     if any(d.is_error for d in net.diagnostics):
         raise SpecError(net.diagnostics, {net.file: net.source})
     model = _lower(net, command or f"archgen compile {shlex.quote(net.file)}")
-    return _environment().get_template("module.py.j2").render(model=model)
+    source = _environment().get_template("module.py.j2").render(model=model)
+    return source, verify_python(source, PYTHON_SHAPE, f"<archgen {_module_name(net.name)}.py>")
 
 
 def module_filename(net: Network) -> str:
@@ -76,18 +98,22 @@ def module_filename(net: Network) -> str:
 
 
 def load_module(net: Network):
-    """Render the network, execute the source in a fresh module and return an instance of
-    the network class (freshly initialised weights, training mode as nn.Module's default)."""
+    """Render the network, execute the checked source in a fresh module and return an
+    instance of the network class (freshly initialised weights, training mode as nn.Module's
+    default). Raises MemoryBudgetError, before allocating, when its parameters and an
+    activation at batch 1 would not fit in the memory available."""
     require("torch", "torch", "archgen's PyTorch target")
-    source = render_torch(net)
+    from .budget import check_memory
+    check_memory(net, "module")
+    source, tree = _render(net)
     name = _module_name(net.name)
     filename = f"<archgen {name}.py>"
     module = types.ModuleType(name)
     module.__file__ = filename
     # tracebacks through the generated code show its lines
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    code = compile(source, filename, "exec")
-    exec(code, module.__dict__)  # noqa: S102  (our own source, built from validated names)
+    code = compile(tree, filename, "exec")  # the tree verify_python checked, not the text
+    exec(code, module.__dict__)  # noqa: S102  (checked to hold only archgen's structure)
     return getattr(module, net.name)()
 
 
@@ -217,8 +243,8 @@ def _comment(nodes: list[Node]) -> str:
         return ""
     labels = _unique(n.label for n in nodes if isinstance(n, Seq) and n.block)
     label = f"{labels[0]} " if len(labels) == 1 else ""
-    return _ascii(f"{label}-> {_shape([n.out_shape for n in nodes])}  "
-                  f"({_lines([n.span.line for n in nodes])})")
+    return py_comment_text(f"{label}-> {_shape([n.out_shape for n in nodes])}  "
+                           f"({_lines([n.span.line for n in nodes])})")
 
 
 def _shape(shapes: list[tuple[int, ...]]) -> str:
@@ -241,48 +267,13 @@ def _unique(values) -> list:
     return list(dict.fromkeys(values))
 
 
-def _ascii(text: str) -> str:
-    """Comments stay printable ASCII whatever the spec's strings hold."""
-    return "".join(c if c.isascii() and c.isprintable() else "?" for c in text)
-
-
-def _docstring_text(text: str) -> str:
-    """Text safe inside a triple-quoted docstring, shown as written."""
-    out = []
-    for c in text:
-        if c in '\\"':
-            out.append("\\" + c)
-        elif not c.isprintable():
-            out.append(c.encode("unicode_escape").decode("ascii"))
-        else:
-            out.append(c)
-    return "".join(out).rstrip()
-
-
-def _class_doc(text: str, indent: int = 4) -> list[str]:
-    """A one-line docstring; the closing quotes go on a line of their own when the line would
-    be too long (as ruff format puts them)."""
-    if indent + len(text) + 6 <= WIDTH:
-        return [f'"""{text}"""']
-    return [f'"""{text}', '"""']
+def _class_doc(text: str) -> list[str]:
+    """A one-line docstring showing `text`, on one line whatever its length: ruff format keeps
+    a one-line docstring's closing quotes on its line (and joins them back if they are not)."""
+    return [f'"""{py_docstring_text(text)}"""']
 
 
 # -- values ------------------------------------------------------------------------------------
-
-def _literal(v: Any) -> str:
-    if isinstance(v, bool) or v is None:
-        return repr(v)
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):  # 1e+16 as ruff format writes it: 1e16
-        return repr(v).replace("e+", "e") if math.isfinite(v) else f'float("{v}")'
-    if isinstance(v, str):
-        text = repr(v)
-        return f'"{text[1:-1]}"' if text[0] == "'" and '"' not in v else text
-    if isinstance(v, tuple):
-        return "(" + ", ".join(_literal(i) for i in v) + ("," if len(v) == 1 else "") + ")"
-    raise TypeError(f"no literal for {v!r}")
-
 
 def _collapse(v: Any) -> Any:
     """A pair or quadruple of equal values as the single value PyTorch accepts for it."""
@@ -307,7 +298,7 @@ def _args(layer: Layer, positional: int = 0, skip: tuple[str, ...] = ()) -> list
         if p.name in skip or _is_default(value, p.default):
             keyword_from = min(keyword_from, i)
             continue
-        text = _literal(_collapse(value))
+        text = py_literal(_collapse(value))
         out.append(Item(text) if i < keyword_from else Item(text, f"{p.name}="))
     return out
 
@@ -338,11 +329,11 @@ _PAD_CLASSES = {"reflect": "nn.ReflectionPad2d", "replicate": "nn.ReplicationPad
 
 def _pad2d(layer: Layer) -> Call:
     a = layer.args
-    padding = Item(_literal(_collapse(a["padding"])))
+    padding = Item(py_literal(_collapse(a["padding"])))
     if a["mode"] != "zeros":
         return Call(_PAD_CLASSES[a["mode"]], [padding])
     if a["value"] != 0.0:
-        return Call("nn.ConstantPad2d", [padding, Item(_literal(a["value"]))])
+        return Call("nn.ConstantPad2d", [padding, Item(py_literal(a["value"]))])
     return Call("nn.ZeroPad2d", [padding])
 
 
@@ -532,7 +523,7 @@ def _lower(net: Network, command: str) -> FileModel:
                          _body_lines(d.init), _body_lines(d.forward)) for d in classes]
     helpers = sorted(lowering.helpers)
     imports = ["import torch", "from torch import nn"]
-    imports += sorted({line for h in helpers for line in HELPERS[h][1]})
+    imports += sorted({line for h in helpers for line in HELPERS[h].imports})
     doc = [
         f"{net.name}: a PyTorch module generated by archgen from {net.file}.",
         "",
@@ -544,19 +535,19 @@ def _lower(net: Network, command: str) -> FileModel:
         f"Regenerate with: {command}",
         "(edits by hand are lost when it is regenerated)",
     ]
-    summary, *details = [_docstring_text(line) for line in doc]
-    return FileModel(summary, details, imports, [HELPERS[h][0] for h in helpers], models)
+    summary, *details = [py_docstring_text(line) for line in doc]
+    return FileModel(summary, details, imports, [HELPERS[h].template for h in helpers], models)
 
 
 def _describe(net: Network, draft: _Draft, is_root: bool) -> str:
     if is_root:
-        return _ascii(f"{net.name}: {_shape([net.input_shape])} -> {_shape([net.output_shape])}.")
+        return f"{net.name}: {_shape([net.input_shape])} -> {_shape([net.output_shape])}."
     first = draft.instances[0]
     labels = _unique(s.label for s in draft.instances)
     shown = ", ".join(labels[:MAX_LISTED]) + (
         f" and {len(labels) - MAX_LISTED} more" if len(labels) > MAX_LISTED else "")
     what = f"Block {shown}" if first.block else f"Group {shown}"
-    return _ascii(f"{what} ({_lines([s.span.line for s in draft.instances])}).")
+    return f"{what} ({_lines([s.span.line for s in draft.instances])})."
 
 
 def _body_lines(items: list[Item]) -> list[str]:
@@ -571,3 +562,19 @@ def _body_lines(items: list[Item]) -> list[str]:
 @functools.cache
 def _environment():
     return environment("torch", keep_trailing_newline=True)
+
+
+# -- what a generated file may contain ----------------------------------------------------------
+
+PYTHON_SHAPE = PythonShape(
+    imports=frozenset({"import torch", "from torch import nn",
+                       *(line for h in HELPERS.values() for line in h.imports)}),
+    bases=frozenset({"nn.Module", *(h.base for h in HELPERS.values())}),
+    methods=frozenset({"__init__", "forward"}),
+    calls=frozenset({"nn.Sequential", "nn.ConstantPad2d", "torch.cat", *_PAD_CLASSES.values(),
+                     *(k.torch_class for k in REGISTRY.values()),
+                     *(c for h in HELPERS.values() for c in h.calls if "." in c)}),
+    attributes=frozenset({"torch.Tensor"}),
+    builtins=frozenset({"super", "float", *(c for h in HELPERS.values() for c in h.calls
+                                            if "." not in c)}),
+)

@@ -182,10 +182,6 @@ concat:
     relu()
     named:
         conv2d(2, 1)
-add:
-    identity()
-concat:
-    tanh()
 """,
     "wide_merge": "input [2, 3, 3]\nadd:\n" + "    identity()\n" * 24
                   + "concat:\n" + "    identity()\n" * 24,

@@ -150,6 +150,8 @@ def main() -> None:
 
     \b
     archgen check examples/seed_cnn.cnn       shapes, channels, sizes; exit 1 on errors
+    archgen check --format github examples/   annotations in GitHub Actions (or sarif)
+    archgen fmt examples/seed_cnn.cnn         rewrite in the canonical layout (--check, --diff)
     archgen summary examples/seed_cnn.cnn     per-layer shapes, params, MACs, receptive field
     archgen compile examples/seed_cnn.cnn     PyTorch source in build/
     archgen export examples/seed_cnn.cnn -o seed.onnx
@@ -165,9 +167,11 @@ def _spec_paths(specs: tuple[str, ...]) -> list[str]:
     for spec in specs:
         if spec != "-" and Path(spec).is_dir():
             found = []
+            here = os.path.normpath(spec) == "."  # `check .` names nets/a.cnn, not ./nets/a.cnn
             for folder, dirs, names in os.walk(spec):
                 dirs[:] = [d for d in dirs if not d.startswith(".")]
-                found += [os.path.join(folder, name) for name in names if name.endswith(".cnn")]
+                found += [os.path.normpath(os.path.join(folder, name)) if here else
+                          os.path.join(folder, name) for name in names if name.endswith(".cnn")]
             found.sort()
             if not found:
                 raise click.UsageError(f"no .cnn files under {spec}")

@@ -668,6 +668,8 @@ def diagram(spec: str, output: str, fmt: str | None, expand: bool, to_scale: boo
     _fail_on_errors(arch)
     from .diagram import SUFFIXES, render_diagram, write_output
     fmt = fmt or SUFFIXES.get(Path(output).suffix.lower(), "svg")
+    if to_scale and fmt != "svg":
+        raise click.UsageError(f"--to-scale draws SVG only, not {fmt}")
     text = render_diagram(arch.network, fmt, expand=expand, to_scale=to_scale)
     write_output(output, text)
 

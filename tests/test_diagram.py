@@ -249,6 +249,13 @@ def test_cli_refuses_a_broken_spec_and_writes_nothing(tmp_path):
     assert run("diagram", str(tmp_path / "missing.cnn")).exit_code == 2
 
 
+def test_to_scale_is_refused_for_the_graph_formats(tmp_path):
+    spec = str(ROOT / "examples" / "lenet5.cnn")
+    result = run("diagram", spec, "--to-scale", "-o", str(tmp_path / "net.dot"))
+    assert result.exit_code == 2 and "--to-scale draws SVG only" in result.output
+    assert not (tmp_path / "net.dot").exists()
+
+
 def test_render_diagram_refuses_an_unknown_format():
     with pytest.raises(ValueError, match="svg, dot, mermaid"):
         render_diagram(net("lenet5"), "png")

@@ -156,6 +156,8 @@ def main() -> None:
     archgen compile examples/seed_cnn.cnn     PyTorch source in build/
     archgen export examples/seed_cnn.cnn -o seed.onnx
     archgen parity examples/seed_cnn.cnn      ONNX Runtime vs PyTorch on the same weights
+    archgen diagram examples/seed_cnn.cnn     the architecture as SVG (or dot, mermaid)
+    archgen report examples/seed_cnn.cnn -o seed.html   totals, diagram, table, warnings
     archgen explain E403                      what a diagnostic code means
     """
 

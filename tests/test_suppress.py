@@ -193,3 +193,26 @@ def test_a_bad_tool_archgen_table_is_one_line_and_exit_2(tmp_path, table, messag
 
 def test_parse_codes_splits_and_dedupes():
     assert parse_codes(["W504,W504", " w500 "], "--ignore") == ("W504", "W500")
+
+
+@pytest.mark.parametrize("toml", [
+    '[tool.archgen]\nignore = ["W504"]\n',
+    '[ tool . "archgen" ]\nignore = ["W504"]\n',
+    'tool.archgen.ignore = ["W504"]\n',
+    '[tool]\narchgen = {ignore = ["W504"]}\n',
+    'tool = {archgen = {ignore = ["W504"]}}\n',
+])
+def test_every_toml_spelling_of_the_table_is_found(tmp_path, toml):
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "archgen"\n\n[project.scripts]\narchgen = "archgen.cli:main"\n\n'
+        if toml.startswith("[") else toml)
+    if toml.startswith("["):
+        with (tmp_path / "pyproject.toml").open("a") as f:
+            f.write(toml)
+    assert find_settings(tmp_path).ignore == ("W504",)
+
+
+def test_a_pyproject_that_only_names_archgen_is_passed_over(tmp_path):
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "archgen"\n\n[project.scripts]\narchgen = "archgen.cli:main"\n')
+    assert find_settings(tmp_path).ignore == () and find_settings(tmp_path).path is None

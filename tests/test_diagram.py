@@ -61,9 +61,10 @@ def test_every_layer_is_drawn_in_exactly_one_box(spec, mode):
 
 
 @pytest.mark.parametrize("spec", EXAMPLES, ids=lambda p: p.stem)
-def test_boxes_do_not_overlap_and_fit_the_canvas(spec):
+@pytest.mark.parametrize("mode", ["folded", "expand", "to_scale"])
+def test_boxes_do_not_overlap_and_fit_the_canvas(spec, mode):
     n = archgen.load(spec).network
-    svg = render_svg(n)
+    svg = render_svg(n, expand=mode == "expand", to_scale=mode == "to_scale")
     root = ET.fromstring(svg)
     width, height = float(root.get("width")), float(root.get("height"))
     rects = sorted(rect_of(g) for g in nodes(svg))
@@ -86,9 +87,8 @@ def test_branches_sit_side_by_side_and_join_below():
     assert len(merges) == 3
     texts = ["".join(t.itertext()) for t in merges[0].iter(f"{SVG}text")]
     assert texts[0] == "concat" and texts[1] == "[128, 16, 16]"  # the innermost, drawn first
-    assert float(merges[-1].find(f"{SVG}rect").get("y")) > max(b[1] for b in boxes.values()
-                                                                if b != boxes["dec1.0"]
-                                                                and b[1] < boxes["dec1.0"][1])
+    outer_y = float(merges[-1].find(f"{SVG}rect").get("y"))  # the outermost, drawn last
+    assert boxes["up1.0"][1] < outer_y < boxes["dec1.0"][1]
 
 
 def test_densenet_repeats_are_folded_with_their_count_and_shape_range():

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 
-from .diagnostics import Diagnostic
+from .diagnostics import Diagnostic, split_lines
 from .record import record
 
 INDENT = "    "
@@ -232,7 +232,7 @@ def _is_header(ln: _Line) -> bool:
 
 def layout(source: str) -> str:
     """The canonical text (no meaning check: see format_source)."""
-    lines = [_scan(text, n) for n, text in enumerate(source.splitlines(), start=1)]
+    lines = [_scan(text, n) for n, text in enumerate(split_lines(source), start=1)]
     _depths(lines)
     items = []  # (line, blank lines above it in the source)
     blanks = 0

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .diagnostics import Diagnostic, Span
+from .diagnostics import Diagnostic, Span, split_lines
 from .record import record
 
 
@@ -166,7 +166,7 @@ def inline_ignores(source: str, file: str) -> tuple[dict[int, set[str]], list[Di
     if "archgen" not in source:
         return ignores, diags
     known = _known_codes()
-    for number, line in enumerate(source.splitlines(), start=1):
+    for number, line in enumerate(split_lines(source), start=1):
         if "archgen" not in line:
             continue
         col = comment_column(line)

@@ -216,3 +216,10 @@ def test_a_pyproject_that_only_names_archgen_is_passed_over(tmp_path):
     (tmp_path / "pyproject.toml").write_text(
         '[project]\nname = "archgen"\n\n[project.scripts]\narchgen = "archgen.cli:main"\n')
     assert find_settings(tmp_path).ignore == () and find_settings(tmp_path).path is None
+
+
+def test_inline_comments_count_lines_as_the_parser_does():
+    # a form feed and U+2028 inside a comment do not end a line for the parser (nor editors)
+    text = ("input [3, 33, 33]\n# a\x0cb\u2028c\nconv2d(16, 3, padding=1)\n"
+            "maxpool2d(2)  # archgen: ignore[W500]\nflatten()\nlinear(100)\n")
+    assert codes(archgen.parse(text)) == ["W504"]

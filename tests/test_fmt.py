@@ -163,7 +163,8 @@ head:
     ),
     ("\n\n# only a comment\n\n\n", "# only a comment\n"),
     # lines end where the parser ends them: not at a form feed or U+2028 inside a comment
-    ("input [3,8,8]\n# a\x0cb\u2028c\nconv2d(4,3)\n", "input [3, 8, 8]\n# a\x0cb\u2028c\nconv2d(4, 3)\n"),
+    ("input [3,8,8]\n# a\x0cb\u2028c\nconv2d(4,3)\n",
+     "input [3, 8, 8]\n# a\x0cb\u2028c\nconv2d(4, 3)\n"),
     ("", ""),
 ]
 

@@ -120,7 +120,7 @@ def test_a_bad_suppression_comment_is_an_error_e206(comment, message):
     assert bad[0].span.line == 20 and bad[0].span.column == 18
     assert not arch.ok  # compile and export refuse it, as any error
     with pytest.raises(archgen.SpecError):
-        arch.network
+        _ = arch.network
     assert arch.to_json()["ok"] is False
 
 

@@ -68,7 +68,7 @@ class Checker:
         self.spec = spec
         self.file = spec.file
         self.diags: list[Diagnostic] = list(spec.diagnostics)
-        self.expanded = 0  # statements visited so far (MAX_EXPANDED)
+        self.expanded = 0  # statements, arguments and values so far (MAX_EXPANDED)
         self.nesting = 0  # compound statements and block instances enclosing this one
         self._min_sizes: dict[int, tuple[Any, int]] = {}  # id -> (the AST node, its size)
 
@@ -105,11 +105,14 @@ class Checker:
         start = Span(self.file, 1, 1, 2)
         try:
             items, out = self.sequence(spec.body, scope, flow)
-        except _TooLarge as err:
-            self.error("E305", f"the network expands past {MAX_EXPANDED:,} statements here "
-                       f"(layers, blocks, groups, branches, conditions), archgen's limit",
-                       err.span, helps=["lower the repeat counts; no real CNN comes near "
-                                        "this"])
+        except _TooLarge as err:  # checking stops at the first limit reached
+            if err.diagnostic is not None:
+                self.diags.append(err.diagnostic)
+            else:
+                self.error("E305", f"checking stops here: expanding blocks, repeats and ifs "
+                           f"took more than {MAX_EXPANDED:,} steps (statements, arguments and "
+                           f"values), archgen's limit", err.span,
+                           helps=["lower the repeat counts; no real CNN comes near this"])
             items, out = [], _Flow(None, flow.rf, "the input")
         root = self._seq(items, flow, out, start, label=name, module=True)
         if not items and not any(d.is_error for d in self.diags):
@@ -182,6 +185,7 @@ class Checker:
         return value
 
     def _eval_any(self, e: ast.Expr, scope: _Scope) -> Any:
+        self._visit(e.span)  # every value computed is a step of the bounded expansion
         if isinstance(e, ast.Num):
             return e.value
         if isinstance(e, ast.Str):
@@ -272,7 +276,7 @@ class Checker:
 
         Work is bounded: every statement visited counts toward MAX_EXPANDED, and compound
         statements and block instances nest at most MAX_NESTING deep after expansion."""
-        self._visit(stmt.span)
+        self._visit(stmt.span, 1 + len(stmt.args) if isinstance(stmt, ast.Call) else 1)
         if isinstance(stmt, ast.Call) and stmt.func not in self.spec.blocks:
             yield from self._statement(stmt, scope, flow)
             return
@@ -290,8 +294,9 @@ class Checker:
         finally:
             self.nesting -= 1
 
-    def _visit(self, span: Span) -> None:
-        self.expanded += 1
+    def _visit(self, span: Span, steps: int = 1) -> None:
+        """Counts steps of the expansion: statements, arguments and values computed."""
+        self.expanded += steps
         if self.expanded > MAX_EXPANDED:
             raise _TooLarge(span)
 
@@ -398,18 +403,17 @@ class Checker:
             return
         per_copy = self._min_size(stmt.body) if n else 0
         if self.expanded + n * per_copy > MAX_EXPANDED:  # refused before expanding anything
-            self.error("E305", f"repeat {n:,} would expand the network past {MAX_EXPANDED:,} "
-                       f"statements, archgen's limit (each copy holds at least {per_copy:,} "
-                       f"layer or block call{'s' * (per_copy != 1)})", stmt.count.span,
-                       helps=["no real CNN comes near this; check the count"])
-            return
+            raise _TooLarge(stmt.count.span, Diagnostic(
+                "error", "E305", f"repeat {n:,} would take checking past {MAX_EXPANDED:,} steps "
+                f"(statements, arguments and values), archgen's limit: each copy holds at "
+                f"least {per_copy:,} layer or block call{'s' * (per_copy != 1)}",
+                stmt.count.span, helps=["no real CNN comes near this; check the count"]))
         if stmt.first and not (len(stmt.body) == 1 and isinstance(stmt.body[0], ast.Call)):
             self.error("E300", "first(...) overrides the arguments of a single call; this "
                        "repeat has a body of several statements", stmt.span,
                        helps=["write repeat 3 first(stride=2): block(64)"])
             return
-        for i in range(n):
-            self._visit(stmt.span)  # copies of a body that produces nothing count too
+        for i in range(n):  # each copy is counted as its statements are checked
             for s in stmt.body:
                 if i == 0 and stmt.first:
                     s = ast.Call(s.span, s.func, s.args + [
@@ -496,14 +500,24 @@ class Checker:
                 return
 
     def _branch_stmts(self, stmts: list[ast.Stmt], scope: _Scope):
+        """The branches of a merge, each copy of a repeat one branch; yielded one at a time
+        (and each counted when it is checked), so that a huge count is stopped by the
+        expansion limit instead of first filling memory."""
         for s in stmts:
             if isinstance(s, ast.If):
+                self._visit(s.span)
                 yield from self._branch_stmts(self._chosen(s, scope), scope)
-            elif isinstance(s, ast.Repeat):  # each copy of the body is one branch
-                copies: dict[int, list[ast.Stmt]] = {}
+            elif isinstance(s, ast.Repeat):
+                self._visit(s.span)
+                body: list[ast.Stmt] = []
+                last = None
                 for i, copy in self._repeat_copies(s, scope):
-                    copies.setdefault(i, []).append(copy)
-                for body in copies.values():
+                    if i != last and body:
+                        yield body[0] if len(body) == 1 else ast.Group(s.span, None, body)
+                        body = []
+                    last = i
+                    body.append(copy)
+                if body:
                     yield body[0] if len(body) == 1 else ast.Group(s.span, None, body)
             else:
                 yield s
@@ -970,9 +984,9 @@ def _capped(rf: RF) -> RF:
 class _TooLarge(Exception):
     """The expansion visited more than MAX_EXPANDED statements; `span` is where."""
 
-    def __init__(self, span: Span):
+    def __init__(self, span: Span, diagnostic: Diagnostic | None = None):
         super().__init__(span)
-        self.span = span
+        self.span, self.diagnostic = span, diagnostic
 
 
 class _Unknown(Exception):

@@ -123,10 +123,11 @@ receptive field finite.
     conv2d(1024, 1)
 """),
     "E305": ("too large or too deep to check", """
-Checking is bounded, whatever the spec: blocks, repeats and ifs expand to at most 100,000
-statements (ResNet-1001 has about 3,000 layers), and indentation, expressions (parentheses,
-operators, signs) and blocks within blocks nest at most 32 deep. A repeat that would pass the
-limit is refused before anything is expanded.
+Checking is bounded, whatever the spec: expanding blocks, repeats and ifs may take at most
+100,000 steps (a statement, an argument or a value computed is one step; DenseNet-121 takes
+1,896), and indentation, expressions (parentheses, operators, signs) and blocks within blocks
+nest at most 32 deep. A repeat whose copies alone would pass the limit is refused before
+anything is expanded.
 
     repeat 1000000000: relu()   # a billion layers
     repeat 4: relu()

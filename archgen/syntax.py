@@ -514,7 +514,7 @@ class Parser:
                         line.tokens[-1].col + len(line.tokens[-1].text))
         word = first.text if first.kind == "name" else None
         if word is not None and not (lp.peek(1).kind == "op" and lp.peek(1).text in ("(", "=")):
-            word = self._keyword_typo(first, word, lp.peek(1))
+            word = self._keyword_typo(first, word, lp.peek(1), in_merge)
         if first.kind == "str" and lp.peek(1).kind == "op" and lp.peek(1).text == ":":
             lp.next()  # "ad": a group name written as meant, even one close to a keyword
             lp.next()
@@ -601,7 +601,7 @@ class Parser:
             return Group(span_all, name, self._body(line, lp))
         return self._call(lp, first, line)
 
-    def _keyword_typo(self, first: Tok, word: str, after: Tok) -> str:
+    def _keyword_typo(self, first: Tok, word: str, after: Tok, in_merge: bool) -> str:
         """A header word one slip away from a keyword (concta:, ad:, brnach:, reapeat 2:) is
         an error (E208), not a group of that name; parsing goes on with the keyword where the
         line has its form. A group really meant to be called so is quoted: "ad":."""
@@ -620,7 +620,7 @@ class Parser:
         if meant in ("elif", "else"):  # its 'if' is on another line: skip it and its body
             raise ParseError(diag)
         self.diagnostics.append(diag)
-        fits = {"add": colon, "concat": colon, "branch": colon, "repeat": not colon,
+        fits = {"add": colon, "concat": colon, "branch": colon and in_merge, "repeat": not colon,
                 "if": not colon, "network": after.kind == "name", "block": after.kind == "name",
                 "input": after.text in ("[", "(")}
         return meant if fits.get(meant, colon) else word

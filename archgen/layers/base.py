@@ -199,7 +199,10 @@ class LayerKind:
         """conv2d(out_channels, kernel_size, stride=1, padding=0, *, dilation=1, ...): the
         names before `*` may be written positionally."""
         def one(p: P) -> str:
-            return p.name if p.default is REQUIRED else f"{p.name}={_show(p.default)}"
+            d = p.default
+            if isinstance(d, tuple) and len(set(d)) == 1:
+                d = d[0]  # (1, 1) reads as 1, as it is written
+            return p.name if d is REQUIRED else f"{p.name}={_show(d)}"
         parts = [one(p) for p in self.positional]
         if self.keyword_only:
             parts += ["*"] + [one(p) for p in self.keyword_only]

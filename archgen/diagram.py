@@ -47,12 +47,13 @@ def xml_text(text: str) -> str:
 
 def dot_string(text: str) -> str:
     """A Graphviz double-quoted string (IDs and labels). Backslashes are doubled, so no escape
-    sequence of the user's (\\N, \\G, \\l) survives; newlines become centred line breaks.
+    sequence of the user's (\\N, \\G, \\l) survives; newlines become centred line breaks, and
+    control characters U+FFFD (Graphviz copies the graph's name into its SVG output verbatim).
 
     >>> print(dot_string('a"b\\\\N'))
     "a\\"b\\\\N"
     """
-    text = str(text).replace("\\", "\\\\").replace('"', '\\"')
+    text = _XML_ILLEGAL.sub("\ufffd", str(text)).replace("\\", "\\\\").replace('"', '\\"')
     return '"' + text.replace("\r", "").replace("\n", "\\n") + '"'
 
 

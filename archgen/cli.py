@@ -283,7 +283,6 @@ def summary(spec: str, collapse: bool) -> None:
     click.echo(arch.summary(collapse=collapse))
 
 
-# -- fmt
 @main.command(name="fmt")
 @click.argument("specs", nargs=-1, required=True, type=click.Path())
 @click.option("--check", "check_only", is_flag=True,
@@ -350,9 +349,6 @@ def fmt(specs: tuple[str, ...], check_only: bool, show_diff: bool) -> None:
         click.echo(f"{len(changed)} file{'s' * (len(changed) != 1)} reformatted, {unchanged} "
                    "left unchanged", err=True)
     sys.exit(1 if failed or ((check_only or show_diff) and changed) else 0)
-
-
-# -- end fmt
 
 
 @main.command()

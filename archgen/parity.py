@@ -354,7 +354,8 @@ def _check_onnx(net: Network, model, path: str, in_memory: bool) -> OnnxFile:
         dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
         if len(dims) != len(want) or any(
                 d is not None and w is not None and d != w for d, w in zip(dims, want)):
-            shown = "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
+            shown = "[" + ", ".join(str(d.dim_value) if d.HasField("dim_value")
+                                    else d.dim_param or "?" for d in t.shape.dim) + "]"
             raise OnnxFileError(
                 f"{path}'s input '{inputs[0].name}' has the shape {shown}; the network "
                 f"{net.name} takes [N, {', '.join(map(str, net.input_shape))}]")

@@ -5,7 +5,7 @@ Each names the spec layer it changes, which parity's localisation must find.
   run_parity's `onnx_state_dict_override`).
 - `shifted_pad`: one Conv/pool/Pad node's spatial padding reversed where it is asymmetric
   (begin and end swapped), else moved by one pixel from the top to the bottom.
-- `flipped_ceil`: one pool's ceil_mode flipped where that changes its output size.
+- `flipped_ceil`: one pool computed in the other ceil_mode, where that changes its size.
 """
 
 from __future__ import annotations
@@ -71,9 +71,9 @@ def _changed_pads(t, l, b, r):
     return None, ""
 
 
-def shifted_pad(model, net, which: str = "middle"):
-    """A copy of `model` with one padded node's pads changed: (model, layer path, how), or None
-    where no node is padded."""
+def shifted_pad(model, net, which: str | int = "middle"):
+    """A copy of `model` with one padded node's pads changed (the first, middle or last padded
+    node, or the one at an index): (model, layer path, how), or None where none is padded."""
     model = _copy(model)
     inits = {t.name: t for t in model.graph.initializer}
     candidates = []
@@ -95,7 +95,7 @@ def shifted_pad(model, net, which: str = "middle"):
             candidates.append((node, path, new, how))
     if not candidates:
         return None
-    index = {"first": 0, "middle": len(candidates) // 2, "last": -1}[which]
+    index = {"first": 0, "middle": len(candidates) // 2, "last": -1}.get(which, which)
     node, path, (t, l, b, r), how = candidates[index]
     if node.op_type == "Pad":
         arr = np.array([0, 0, t, l, 0, 0, b, r], dtype=np.int64)
@@ -106,18 +106,24 @@ def shifted_pad(model, net, which: str = "middle"):
 
 
 def flipped_ceil(model, net):
-    """A copy of `model` with the first pool whose output size depends on ceil_mode computed
-    with the other ceil_mode: (model, layer path, how), or None where no pool's does."""
+    """A copy of `model` with the first pool whose ceil_mode matters computed in the other
+    mode: (model, layer path, how), or None where no pool's does. archgen lowers
+    ceil_mode=True to extra end padding; dropping it is the floor mode. Elsewhere ONNX's own
+    ceil_mode attribute is set where the size then changes."""
     model = _copy(model)
     shapes = _shapes(model)
     for node, path in _layer_nodes(model, net, ("MaxPool", "AveragePool")):
         hw = shapes.get(node.input[0])
+        p = list(_attr(node, "pads", [0, 0, 0, 0]))
+        if p[2] > p[0] or p[3] > p[1]:  # archgen's ceil_mode: end padding
+            _set_ints(node, "pads", [p[0], p[1], p[0], p[1]])
+            _loosen(model)
+            return model, path, f"{node.op_type} '{node.name}' without its ceil_mode end pads"
         if hw is None:
             continue
         k = _attr(node, "kernel_shape")
         s = _attr(node, "strides", [1, 1])
         d = _attr(node, "dilations", [1, 1])
-        p = _attr(node, "pads", [0, 0, 0, 0])
         ceil = _attr(node, "ceil_mode", 0)
         spans = [hw[i] + p[i] + p[i + 2] - ((k[i] - 1) * d[i] + 1) for i in range(2)]
         if all(span % stride == 0 for span, stride in zip(spans, s)):

@@ -64,9 +64,10 @@ copies with repeat instead.
         b(c)
 """),
     "E206": ("bad suppression comment", """
-A `# archgen:` comment that archgen cannot use: an unknown directive, an unknown code, or an
-error code. Only warnings can be suppressed (an error means the network cannot be built), and
-a suppression that silently suppressed nothing would hide a typo. `# archgen: ignore` alone
+A `# archgen:` comment that archgen cannot use: an unknown directive, an unknown code, an
+error code, or an ignore on a line of its own (it silences the line it ends). Only warnings can
+be suppressed (an error means the network cannot be built), and a suppression that silently
+suppressed nothing would hide a mistake. `# archgen: ignore` alone
 suppresses every warning on its line; `--ignore` and `[tool.archgen] ignore = [...]` in
 pyproject.toml suppress codes everywhere.
 

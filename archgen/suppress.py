@@ -14,7 +14,8 @@ A code may be given by a prefix: `W50` is W500 to W509. Only warnings can be sup
 error means the network cannot be built as written, and hiding it would let compile or export
 go on with a broken network (or fail later, without the reason). `--ignore E401` and
 `ignore = ["E401"]` are refused (exit 2); a comment that names an error code, an unknown code
-or no known directive is itself an error (E206), so a typo never silently does nothing.
+or no known directive, or stands on a line of its own, is itself an error (E206), so a typo or
+a misplaced comment never silently does nothing.
 """
 
 from __future__ import annotations
@@ -181,6 +182,12 @@ def inline_ignores(source: str, file: str) -> tuple[dict[int, set[str]], list[Di
                                   "'# archgen:' without a directive"))
                 continue
             span = Span(file, number, m.start() + 1, ig.end() + 1)
+            if not line[:col].strip():  # a comment line: there is nothing on it to silence
+                diags.append(_bad(span, "'# archgen: ignore' on a line of its own silences "
+                                  "nothing", helps=["put it at the end of the line the "
+                                                    "warning points at: linear(4096)  "
+                                                    "# archgen: ignore[W504]"]))
+                continue
             if ig.group("codes") is None:
                 if line[ig.end():ig.end() + 1] == "[":
                     diags.append(_bad(span, "unclosed '[' in '# archgen: ignore['"))

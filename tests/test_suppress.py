@@ -124,6 +124,15 @@ def test_a_bad_suppression_comment_is_an_error_e206(comment, message):
     assert arch.to_json()["ok"] is False
 
 
+def test_a_suppression_on_a_line_of_its_own_is_an_error():
+    text = SEED.read_text().replace("    linear(500)\n",
+                                    "    # archgen: ignore[W504]\n    linear(500)\n")
+    arch = archgen.parse(text)
+    assert codes(arch) == ["W504", "E206"]
+    [bad] = [d for d in arch.check() if d.code == "E206"]
+    assert "silences nothing" in bad.message and bad.span.line == 20
+
+
 def test_errors_are_never_suppressed():
     arch = archgen.parse("input [3, 8, 8]\nconv2d(4, 3)\nlinear(10)  # archgen: ignore\n")
     assert codes(arch) == ["E405"]

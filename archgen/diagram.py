@@ -116,7 +116,6 @@ class Group:
     copies: list  # list[Seq]
     items: list
     label: str | None = None  # outlined with this label; None: drawn as a plain column
-    count: int = 1  # > 1: a folded run of this many copies
 
 
 def _shape(s) -> str:
@@ -129,12 +128,14 @@ def shape_text(copies: list[Node]) -> str:
 
 
 def _form(node: Node) -> tuple:
-    """Equal for blocks that read the same apart from sizes (the copies of a `repeat`)."""
+    """Equal for blocks that read the same apart from sizes (the copies of a `repeat`). A name
+    given in the spec counts: `a = blk()` and `b = blk()` are drawn apart."""
     if isinstance(node, Layer):
         return ("layer", node.name, call_text(node))
     if isinstance(node, Merge):
         return ("merge", node.mode, tuple(_form(b) for b in node.branches))
-    return ("seq", node.label, node.block, node.module, tuple(_form(c) for c in node.items))
+    return ("seq", node.name, node.label, node.block, node.module,
+            tuple(_form(c) for c in node.items))
 
 
 def _runs(items: list[Node]) -> list[range]:
@@ -175,7 +176,6 @@ def _build(copies: list[Node], expand: bool):
         first = head.items[run.start]
         inner = _build(members, expand)
         inner.label = f"{first.label} x {len(run)}"
-        inner.count = len(run)
         items.append(inner)
     return Group(copies, items, _group_label(head) if head.module else None)
 

@@ -116,6 +116,13 @@ def test_first_copy_that_differs_is_not_folded():
     assert [g.label for g in layer1.items] == ["basic(64) x 2"]
 
 
+def test_named_block_calls_are_not_folded():
+    spec = ("input [3, 8, 8]\nblock blk(c):\n    conv2d(c, 3, padding=1)\n    relu()\n"
+            "a = blk(4)\nb = blk(4)\nblk(4)\nblk(4)\n")
+    tree = build_tree(archgen.parse(spec).network)
+    assert [g.label for g in tree.items] == ["a: blk(4)", "b: blk(4)", "blk(4) x 2"]
+
+
 def test_to_scale_draws_feature_maps_in_proportion():
     """AlexNet's first conv gives 55x55 maps, its first pool 27x27: the cuboids' front faces
     keep that ratio; the channel depth grows with the channels."""

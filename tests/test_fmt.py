@@ -161,6 +161,8 @@ head:
         "input [3,8,8,]\nconv2d(4, (3,), padding_mode='zeros', padding=0.0e0)\n",
         "input [3, 8, 8]\nconv2d(4, (3,), padding_mode='zeros', padding=0.0e0)\n",
     ),
+    # a group name that is meant (quoted so that it is not read as a typo of add:)
+    ('input [3,8,8]\n"ad" :\n  conv2d(4,3)\n', 'input [3, 8, 8]\n\n"ad":\n    conv2d(4, 3)\n'),
     ("\n\n# only a comment\n\n\n", "# only a comment\n"),
     # lines end where the parser ends them: not at a form feed or U+2028 inside a comment
     ("input [3,8,8]\n# a\x0cb\u2028c\nconv2d(4,3)\n",

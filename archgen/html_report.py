@@ -26,7 +26,9 @@ def _row(index: int, layer: Layer) -> dict:
         "shape": "[" + ", ".join(map(str, shape)) + "]",
         "size": _product(shape),
         "params": layer.params,
+        "params_text": f"{layer.params:,}",
         "macs": layer.macs,
+        "macs_text": f"{layer.macs:,}",
         "rf": layer.rf.label(),
         "rf_size": max(layer.rf.size),
     }
@@ -40,10 +42,8 @@ def _product(shape) -> int:
 
 
 def _warning(d: Diagnostic, source: str) -> dict:
-    span = d.span
-    return {"code": d.code, "message": d.message,
-            "where": f"{span.file}:{span.line}:{span.column}" if span else "",
-            "text": d.render(source)}
+    """The code and the diagnostic as the terminal shows it: the source line and a caret."""
+    return {"code": d.code, "text": d.render(source)}
 
 
 def run_parity_verdict(net: Network):

@@ -176,13 +176,16 @@ def inline_ignores(source: str, file: str) -> tuple[dict[int, set[str]], list[Di
         for m in _DIRECTIVE.finditer(line, col):
             span = Span(file, number, m.start() + 1, len(line.rstrip()) + 1)
             ig = _IGNORE.match(line, m.end())
+            own_line = not line[:col].strip()
+            if ig is None and own_line:
+                continue  # prose in a comment line ("# archgen: a ResNet for ..."), no directive
             if ig is None:
                 word = line[m.end():].split(maxsplit=1)[0] if line[m.end():].strip() else ""
                 diags.append(_bad(span, f"unknown archgen directive {word!r}" if word else
                                   "'# archgen:' without a directive"))
                 continue
             span = Span(file, number, m.start() + 1, ig.end() + 1)
-            if not line[:col].strip():  # a comment line: there is nothing on it to silence
+            if own_line:  # a comment line: there is nothing on it to silence
                 diags.append(_bad(span, "'# archgen: ignore' on a line of its own silences "
                                   "nothing", helps=["put it at the end of the line the "
                                                     "warning points at: linear(4096)  "

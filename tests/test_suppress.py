@@ -133,6 +133,11 @@ def test_a_suppression_on_a_line_of_its_own_is_an_error():
     assert "silences nothing" in bad.message and bad.span.line == 20
 
 
+def test_prose_after_archgen_colon_in_a_comment_line_is_not_a_directive():
+    text = "# archgen: a tiny net\n# archgen: ignoring W504 here\ninput [3, 8, 8]\nconv2d(4, 3)\n"
+    assert codes(archgen.parse(text)) == []
+
+
 def test_errors_are_never_suppressed():
     arch = archgen.parse("input [3, 8, 8]\nconv2d(4, 3)\nlinear(10)  # archgen: ignore\n")
     assert codes(arch) == ["E405"]

@@ -225,7 +225,19 @@ def test_bash_completion_script():
         capture_output=True, text=True, timeout=60,
         env={**_env(), "_ARCHGEN_COMPLETE": "bash_complete", "COMP_WORDS": "archgen ch",
              "COMP_CWORD": "1"})
-    assert "plain,check" in words.stdout
+    assert "plain,check" in words.stdout and "plain,fmt" in words.stdout
+    choices = subprocess.run(
+        [sys.executable, "-c", "from archgen.cli import main; main(prog_name='archgen')"],
+        capture_output=True, text=True, timeout=60,
+        env={**_env(), "_ARCHGEN_COMPLETE": "bash_complete",
+             "COMP_WORDS": "archgen check --format ", "COMP_CWORD": "3"})
+    assert choices.stdout.split() == ["plain,text", "plain,json", "plain,github", "plain,sarif"]
+    spec = subprocess.run(  # spec paths complete as files
+        [sys.executable, "-c", "from archgen.cli import main; main(prog_name='archgen')"],
+        capture_output=True, text=True, timeout=60,
+        env={**_env(), "_ARCHGEN_COMPLETE": "bash_complete",
+             "COMP_WORDS": "archgen check exa", "COMP_CWORD": "2"})
+    assert spec.stdout.split() == ["file,exa"]
 
 
 # ---------------------------------------------------------------------------------------------

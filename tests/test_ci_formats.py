@@ -225,7 +225,13 @@ def test_bash_completion_script():
         capture_output=True, text=True, timeout=60,
         env={**_env(), "_ARCHGEN_COMPLETE": "bash_complete", "COMP_WORDS": "archgen ch",
              "COMP_CWORD": "1"})
-    assert "plain,check" in words.stdout and "plain,fmt" in words.stdout
+    assert "plain,check" in words.stdout
+    words = subprocess.run(
+        [sys.executable, "-c", "from archgen.cli import main; main(prog_name='archgen')"],
+        capture_output=True, text=True, timeout=60,
+        env={**_env(), "_ARCHGEN_COMPLETE": "bash_complete", "COMP_WORDS": "archgen f",
+             "COMP_CWORD": "1"})
+    assert words.stdout.split() == ["plain,fmt"]
     choices = subprocess.run(
         [sys.executable, "-c", "from archgen.cli import main; main(prog_name='archgen')"],
         capture_output=True, text=True, timeout=60,

@@ -401,6 +401,8 @@ class Checker:
             self.error("E300", f"repeat needs a count >= 0, received {describe(n)}",
                        stmt.count.span)
             return
+        if not stmt.body:  # only after a syntax error; nothing would count the copies
+            return
         per_copy = self._min_size(stmt.body) if n else 0
         if self.expanded + n * per_copy > MAX_EXPANDED:  # refused before expanding anything
             raise _TooLarge(stmt.count.span, Diagnostic(

@@ -237,7 +237,7 @@ def test_counts_known_only_during_expansion_stop_at_the_limit():
     start = time.perf_counter()
     d, _ = _only(text, "E305")
     assert time.perf_counter() - start < 20
-    assert "expands past" in d.message
+    assert f"{MAX_EXPANDED:,} steps" in d.message
 
 
 def test_empty_repeats_and_branch_repeats_are_bounded_too():
@@ -246,13 +246,44 @@ def test_empty_repeats_and_branch_repeats_are_bounded_too():
                  "    identity()\n"):
         start = time.perf_counter()
         arch, codes, _ = _check(text)
-        assert "E305" in codes
+        assert codes == ["E305"]
+        assert "checking stops here" in arch.check()[0].message
         assert time.perf_counter() - start < 20
+
+
+def test_a_repeat_whose_body_failed_to_parse_is_not_run(tmp_path):
+    """Found by the fuzz test: the inner header has no body, so the outer repeat's body is
+    empty and a billion empty copies used to spin without ever counting a step."""
+    text = "conv2d(16, 3)\nrepeat 1000000000:\n    repeat 1000000000:\nrelu()\n"
+    start = time.perf_counter()
+    arch, codes, _ = _check(text)
+    assert "E101" in codes and time.perf_counter() - start < 5
 
 
 def test_a_repeat_within_the_limit_still_expands():
     arch, codes, _ = _check(H + "repeat 2000: relu()\n")
     assert arch.ok and len(arch.layers) == 2000
+
+
+def test_work_per_copy_counts_arguments_and_values():
+    """10,000 arguments copied 10,000 times is 10**8 steps of work, not 10,000 statements."""
+    start = time.perf_counter()
+    for args in ("1", "foo=1", "(1, 1)"):
+        text = H + "repeat 10000: relu(" + ", ".join([args] * 10_000) + ")\n"
+        arch, codes, _ = _check(text)
+        assert "E305" in codes
+    assert time.perf_counter() - start < 20
+    block = "block b(t=(" + ", ".join(["1"] * 10_000) + ")):\n    relu()\n"
+    arch, codes, _ = _check(H + block + "repeat 10000: b()\n")
+    assert "E305" in codes
+
+
+def test_the_zoo_is_far_below_the_expansion_limit():
+    from archgen.checker import Checker
+    for path in sorted(Path("examples").glob("*.cnn")):
+        checker = Checker(archgen.load(path).ast)
+        checker.run()
+        assert 0 < checker.expanded < MAX_EXPANDED / 40, path
 
 
 # -- output linear in the problems found ----------------------------------------------------------

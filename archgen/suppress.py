@@ -50,7 +50,7 @@ def parse_codes(values, where: str) -> tuple[str, ...]:
     ('W504', 'W50', 'W502')
     """
     out: list[str] = []
-    known = _known_codes()
+    known = _known_codes() if values else []
     for value in values:
         for part in str(value).split(","):
             code = part.strip().upper()

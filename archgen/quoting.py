@@ -152,6 +152,9 @@ def verify_python(source: str, shape: PythonShape, filename: str = "<generated>"
     except SyntaxError as e:
         raise InternalError(f"the generated Python does not parse: line {e.lineno}: "
                             f"{e.msg}") from None
+    except (ValueError, RecursionError, MemoryError) as e:  # a NUL byte; nesting; size
+        raise InternalError(f"the generated Python does not parse: {type(e).__name__}: "
+                            f"{e}") from None
     try:
         _Checker(shape).module(tree)
     except _Violation as e:

@@ -568,6 +568,11 @@ class Checker:
                     continue
                 key = names[positional]
                 positional += 1
+                if key in bound:  # a keyword before it already gave it: f(p=0.5, 0.3)
+                    self.error("E300", f"argument '{key}' given twice (by name, then by "
+                               f"position)", arg.span,
+                               helps=["write positional arguments before the named ones"])
+                    continue
             else:
                 key = arg.name
                 if key not in allowed:
@@ -652,7 +657,8 @@ class Checker:
         """
         inferred = kind.inferred
         pos = [a for a in call.args if a.name is None]
-        given_names = {a.name for a in call.args if a.name}
+        overrides = getattr(call, "overrides", set())  # repeat's first(...) may re-give one
+        given_names = {a.name for a in call.args if a.name and a.name not in overrides}
         if inferred is None or not pos or inferred.name in given_names:
             return call.args
         names = list(kind.positional_args)

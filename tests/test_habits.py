@@ -444,3 +444,11 @@ stage:
     assert "├─ 0-1: res(16) x 2" in text
     assert "├─ 2: conv2d(32, 1)" in text
     assert "└─ 3-5: res(32) x 3" in text
+
+
+def test_a_value_never_silently_replaces_another():
+    # a positional after a named one used to overwrite it: dropout(p=0.5, 0.3) was p=0.3
+    assert errors("input [3, 8, 8]\ndropout(p=0.5, 0.3)\n") == [("E300", 2)]
+    # repeat's first(...) re-gives an argument on purpose: no PyTorch reading is guessed
+    n = net("input [3, 16, 16]\nrepeat 1 first(stride=2): conv2d(8, 3, 1, 1)\n")
+    assert [layer.args["stride"] for layer in n.layers()] == [(2, 2)]

@@ -13,8 +13,10 @@ import re
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 import archgen
+from archgen.cli import main
 from archgen.codes import explain
 from archgen.layers import REGISTRY
 
@@ -67,7 +69,7 @@ def test_positional_arguments_are_the_shape_defining_ones():
 def test_readme_table_lists_each_kinds_positional_arguments():
     text = (ROOT / "README.md").read_text()
     table = {}
-    for names, args in re.findall(r"^\| ([a-z0-9_, ]+) \| ([a-z_, ]+) \|$", text, re.M):
+    for names, args in re.findall(r"^\| ([a-z0-9_, ]+) \| ([a-z_, ]+) \|$", text, re.MULTILINE):
         for name in names.split(", "):
             table[name] = () if args == "none" else tuple(args.split(", "))
     table.pop("layer")  # the header
@@ -149,8 +151,9 @@ def test_pytorch_order_with_a_single_meaning_is_accepted_as_in_channels():
     torch = pytest.importorskip("torch")
     n = net("input [3, 32, 32]\nconv2d(3, 32, 3, 1, 1)\nconv2d(32, 8, kernel_size=3)\n"
             "flatten()\nlinear(8*30*30, 10)\n")
-    ref = torch.nn.Sequential(torch.nn.Conv2d(3, 32, 3, 1, 1), torch.nn.Conv2d(32, 8, kernel_size=3),
-                              torch.nn.Flatten(), torch.nn.Linear(8 * 30 * 30, 10))
+    nn = torch.nn
+    ref = nn.Sequential(nn.Conv2d(3, 32, 3, 1, 1), nn.Conv2d(32, 8, kernel_size=3), nn.Flatten(),
+                        nn.Linear(8 * 30 * 30, 10))
     assert n.output_shape == tuple(ref(torch.zeros(1, 3, 32, 32)).shape[1:])
     assert n.total_params == sum(p.numel() for p in ref.parameters())
 
@@ -387,8 +390,6 @@ conv2d(16, 3, padding=1)
 def test_w503_is_quiet_on_correct_networks(spec, tmp_path):
     # today: W503 on the conv after the branch and after the upsample; --strict failed
     assert diags(spec) == []
-    from click.testing import CliRunner
-    from archgen.cli import main
     path = tmp_path / "net.cnn"
     path.write_text(spec)
     assert CliRunner().invoke(main, ["check", "--strict", str(path)]).exit_code == 0

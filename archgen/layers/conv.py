@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from .. import shapes
-from .base import (RF, LayerError, LayerKind, P, Shape, Warn, fmt_tuple, positive, register,
-                   spatial)
+from .base import RF, LayerError, LayerKind, P, Shape, Warn, fmt_tuple, positive, register, spatial
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 

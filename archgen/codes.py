@@ -310,6 +310,9 @@ def explain(code: str) -> str | None:
         return explain_layer(code)
     title, text = entry
     kind = "warning" if code.upper().startswith("W") else "error"
+    if code.upper() == "E307":
+        text = (text.rstrip() + "\n\nThe positional arguments of each layer:\n\n" +
+                "\n".join("    " + line for line in positional_table().splitlines()))
     return f"{code.upper()} ({kind}): {title}\n{text.rstrip()}\n"
 
 
@@ -335,5 +338,6 @@ def explain_layer(name: str) -> str | None:
 def positional_table() -> str:
     """Every layer kind and the arguments it takes positionally (README, explain E307)."""
     from .layers import REGISTRY
-    return "\n".join(f"{k.name}({', '.join(k.positional_args)})" for k in REGISTRY.values())
+    return "\n".join(f"{k.name}({', '.join(k.positional_args)})"
+                     for k in sorted(REGISTRY.values(), key=lambda k: k.name))
 

@@ -81,7 +81,9 @@ def test_explain_shows_a_layers_positional_and_keyword_only_arguments():
     assert "positional (they define the shape): out_channels, kernel_size, stride, padding" in text
     assert "keyword-only: dilation, groups, bias, padding_mode" in text
     assert "keyword-only: eps, momentum, affine, track_running_stats" in explain("batchnorm2d")
-    assert explain("E307") and explain("E306") and explain("E208")
+    assert "    conv2d(out_channels, kernel_size, stride, padding)" in explain("E307")
+    assert "    batchnorm2d()" in explain("E307")
+    assert explain("E306") and explain("E208")
 
 
 @pytest.mark.parametrize("call, fix", [

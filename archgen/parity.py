@@ -166,7 +166,7 @@ class ParityReport:
         verdict = "ok" if self.ok else "MISMATCH"
         against = f" against {self.onnx_file}" if self.onnx_file else ""
         seeds = (f"seed {self.seed}" if len(self.runs) <= 1 else
-                 f"worst of seeds {self.runs[0].seed}-{self.runs[-1].seed}: {self.seed}")
+                 f"seeds {self.runs[0].seed}-{self.runs[-1].seed}, worst {self.seed}")
         weights = {"seeded": "", "given": "given weights, ",
                    "onnx file": "weights from the ONNX file, "}[self.weights]
         where = (f"{weights}batch {self.batch}, {seeds}, onnxruntime CPU, opset {self.opset}")
@@ -459,8 +459,10 @@ def run_parity(net: Network, *, state_dict: Mapping | None = None, seed: int = 0
         notes.append("the weights are fixed: each seed draws only its input")
     module = _torch_module(net)
 
+    name_in, name_out = (foreign.input, foreign.output) if foreign else ("input", "output")
+
     def prepare(s: int):
-        """The seed's weights on the module, its ONNX model and session, and its input."""
+        """The seed's weights on the module, its ONNX model and its input."""
         st = state if state is not None else initial_state(net, s)
         try:
             module.load_state_dict(st, strict=True)
@@ -469,18 +471,18 @@ def run_parity(net: Network, *, state_dict: Mapping | None = None, seed: int = 0
             raise InternalError(f"the generated PyTorch module's state_dict does not have the "
                                 f"network's weight entries: {e}") from None
         module.eval()
+        x = _input(np, net, s, batch)
         if foreign is not None:
-            return foreign.model, session, foreign.input, foreign.output, _input(np, net, s,
-                                                                                  batch)
+            return foreign.model, x
         onnx_state = dict(st)
         onnx_state.update(onnx_state_dict_override or {})
-        model = build_onnx(net, opset=opset, state_dict=onnx_state)
-        return model, _session(model), "input", "output", _input(np, net, s, batch)
+        return build_onnx(net, opset=opset, state_dict=onnx_state), x
 
     runs: list[SeedRun] = []
     worst = None  # (measure, seed, reference_max, output_shape, problem)
     for s in range(seed, seed + seeds):
-        model, sess, name_in, name_out, x = prepare(s)
+        model, x = prepare(s)
+        sess = session if foreign is not None else _session(model)
         module64 = copy.deepcopy(module).double() if rule.mode == "float64" else None
         with torch.no_grad():
             ref = module(torch.from_numpy(x.copy())).numpy()
@@ -489,7 +491,7 @@ def run_parity(net: Network, *, state_dict: Mapping | None = None, seed: int = 0
         problem = None
         try:
             got = sess.run([name_out], {name_in: x})[0]
-        except Exception as e:  # noqa: BLE001 - onnxruntime's own exception types vary
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
             got, problem = None, f"onnxruntime fails to run the graph: {_first_line(e)}"
         if got is None:
             m = _mismatch(numerical=rule.mode == "float64")
@@ -512,8 +514,7 @@ def run_parity(net: Network, *, state_dict: Mapping | None = None, seed: int = 0
     if problem:
         report.notes.append(problem)
     if not m.ok:
-        model, _sess, name_in, _out, x = prepare(s)
-        del _sess
+        model, x = prepare(s)
         report.first_divergence = _localise(net, module, model, name_in, x, rule, report.notes,
                                             foreign.path if foreign else None)
     return report
@@ -535,7 +536,7 @@ def _session(model, path: str | None = None, foreign: str | None = None):
     try:
         return ort.InferenceSession(path if path is not None else model.SerializeToString(),
                                     options, providers=["CPUExecutionProvider"])
-    except Exception as e:  # noqa: BLE001 - onnxruntime's own exception types vary
+    except Exception as e:  # onnxruntime raises its own exception types
         if foreign is None:
             raise
         raise OnnxFileError(f"onnxruntime cannot load {foreign}: {_first_line(e)}") from None
@@ -597,7 +598,7 @@ def layer_measures(net: Network, module, model, name_in: str, x, rule: Rule,
     names = [o.name for o in exposed.graph.output]
     try:
         onnx_out = dict(zip(names, _session(exposed).run(names, {name_in: x})))
-    except Exception as e:  # noqa: BLE001 - onnxruntime's own exception types vary
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
         notes.append(f"no first diverging layer: onnxruntime cannot run the graph with its "
                      f"layers' outputs exposed: {_first_line(e)}")
         return None

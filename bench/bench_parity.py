@@ -95,9 +95,10 @@ def random_networks(count: int) -> None:
     graphs, where float32 PyTorch is often exact and the floor decides."""
     import random
 
+    from test_onnx import _random_spec
+
     import archgen
     from archgen import parity
-    from test_onnx import _random_spec
 
     rng = random.Random(1234)
     out_ratios, layer_ratios, floors, exact, total, fails, nets = [], [], [], 0, 0, 0, 0

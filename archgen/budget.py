@@ -5,7 +5,7 @@ The checker accepts networks of any size (a conv2d with 10^9 channels is well-fo
 targets that materialise weights (`export`, `parity`, `to_torch_module()`) would then die in
 numpy's or PyTorch's allocator, or be killed by the kernel. `check_memory` estimates what a
 target holds at its peak and compares it with the smallest of: MemAvailable in /proc/meminfo,
-the address space left under RLIMIT_AS, and the cgroup (v2) memory left to the container.
+the address space left under RLIMIT_AS, and what the memory cgroup (v1 or v2) leaves.
 
 The estimate: `copies` float32 copies of the parameters (and buffers) at once, measured on VGG16
 (553 MB of float32 weights): a module holds 1; export holds 3 (the seeded state, the module
@@ -86,7 +86,7 @@ def available_memory() -> Available:
         pass
     cgroup = _cgroup_left()
     if cgroup is not None:
-        found.append((cgroup, "the cgroup's memory.max less memory.current"))
+        found.append((cgroup, "the cgroup's limit less its working set"))
     if not found:
         return Available(None, [])
     return Available(min(b for b, _ in found), [f"{name} {_size(b)}" for b, name in found])
@@ -148,18 +148,40 @@ def _read_kib(path: str, key: str) -> int | None:
     return None
 
 
-def _cgroup_left() -> int | None:
-    """memory.max - memory.current of this process's cgroup (v2), when it has a limit."""
+def _cgroup_left(proc: str = "/proc/self/cgroup",
+                 root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """What this process's memory cgroup leaves: its limit less its working set (usage less
+    the inactive file cache, which the kernel reclaims first), as container runtimes count it.
+    cgroup v2 (memory.max) and v1 (memory.limit_in_bytes), at the path /proc/self/cgroup names
+    or at the mount's root (inside a container's namespace); None without a limit."""
+    layouts = {"v2": ("memory.max", "memory.current", "inactive_file"),
+               "v1": ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")}
+    dirs: list[tuple[Path, str]] = []
     try:
-        with open("/proc/self/cgroup", encoding="ascii", errors="replace") as f:
-            rel = next((line.split(":", 2)[2].strip() for line in f
-                        if line.startswith("0::")), None)
-        if rel is None:
-            return None
-        base = Path("/sys/fs/cgroup") / rel.lstrip("/")
-        limit = (base / "memory.max").read_text().strip()
-        if limit == "max":
-            return None
-        return max(int(limit) - int((base / "memory.current").read_text()), 0)
-    except (OSError, ValueError, IndexError):
+        with open(proc, encoding="ascii", errors="replace") as f:
+            for line in f:
+                _, controllers, rel = (line.rstrip("\n").split(":", 2) + ["", ""])[:3]
+                if controllers == "":
+                    base, kind = root, "v2"
+                elif "memory" in controllers.split(","):
+                    base, kind = root / "memory", "v1"
+                else:
+                    continue
+                dirs += [(base / rel.lstrip("/"), kind), (base, kind)]
+    except OSError:
         return None
+    found = []
+    for path, kind in dirs:
+        limit_file, usage_file, inactive_key = layouts[kind]
+        try:
+            limit_text = (path / limit_file).read_text().strip()
+            if limit_text == "max" or int(limit_text) >= 2**60:  # v1 writes "no limit" so
+                continue
+            usage = int((path / usage_file).read_text())
+            stat = (path / "memory.stat").read_text().split("\n")
+            inactive = next((int(line.split()[1]) for line in stat
+                             if line.startswith(inactive_key + " ")), 0)
+            found.append(max(int(limit_text) - (usage - inactive), 0))
+        except (OSError, ValueError, IndexError):
+            continue
+    return min(found) if found else None

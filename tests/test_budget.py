@@ -107,6 +107,30 @@ def test_available_memory_reads_meminfo():
         assert any(s.startswith("MemAvailable") for s in avail.sources)
 
 
+@pytest.mark.parametrize("layout", ["v2", "v1"])
+def test_cgroup_limit_less_working_set(tmp_path, layout):
+    """A container's limit counts, less what it uses, not counting the file cache the kernel
+    reclaims first; a cgroup without a limit counts for nothing."""
+    proc = tmp_path / "cgroup"
+    if layout == "v2":
+        proc.write_text("0::/ci/job\n")
+        path = tmp_path / "ci" / "job"
+        files = {"memory.max": "4294967296", "memory.current": "3221225472",
+                 "memory.stat": "anon 1073741824\ninactive_file 2147483648\n"}
+    else:
+        proc.write_text("5:cpu:/\n4:memory:/ci/job\n0::/\n")
+        path = tmp_path / "memory" / "ci" / "job"
+        files = {"memory.limit_in_bytes": "4294967296", "memory.usage_in_bytes": "3221225472",
+                 "memory.stat": "cache 2147483648\ntotal_inactive_file 2147483648\n"}
+    path.mkdir(parents=True)
+    for name, text in files.items():
+        (path / name).write_text(text)
+    assert budget._cgroup_left(str(proc), tmp_path) == 3 * 2**30
+    (path / ("memory.max" if layout == "v2" else "memory.limit_in_bytes")).write_text(
+        "max\n" if layout == "v2" else "9223372036854771712\n")
+    assert budget._cgroup_left(str(proc), tmp_path) is None
+
+
 def test_the_estimate_counts_float32_weights_and_the_largest_activation():
     seed = archgen.load(ROOT / "examples" / "seed_cnn.cnn").network
     est = estimate(seed, "export")

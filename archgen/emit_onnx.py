@@ -291,7 +291,7 @@ def _identifier(name: str) -> str:
     return name
 
 
-def _op_elem(elem: str) -> str:
+def _elem(elem: str) -> str:
     if elem not in ("float", "int64"):
         raise InternalError(f"unexpected element type {elem!r}")
     return elem
@@ -322,7 +322,7 @@ def _environment():
         "names": lambda names: ", ".join(onnx_string(n) for n in names),
         "ints": lambda values: "[" + ", ".join(str(int(v)) for v in values) + "]",
         "float": _float,
-        "typed": lambda v: f"{_op_elem(v.elem)}[{', '.join(_dim(d) for d in v.dims)}] "
+        "typed": lambda v: f"{_elem(v.elem)}[{', '.join(_dim(d) for d in v.dims)}] "
                            f"{onnx_string(v.name)}",
     })
     return env
@@ -758,8 +758,9 @@ def build_onnx(net: Network, *, opset: int | None = None, dynamic_batch: bool = 
     opset = DEFAULT_OPSET if opset is None else opset
     newest = onnx.defs.onnx_opset_version()
     if not MIN_OPSET <= opset <= newest:
-        raise ValueError(f"opset must be between {MIN_OPSET} and {newest}, received {opset}: "
-                         f"circular padding (Pad mode=wrap) needs opset {MIN_OPSET}")
+        raise ValueError(f"opset must be between {MIN_OPSET} (archgen's lowerings use Pad's wrap "
+                         f"mode and AveragePool's dilations) and {newest} (the newest onnx "
+                         f"{onnx.__version__} defines), received {opset}")
     if any(d.is_error for d in net.diagnostics):
         raise SpecError(net.diagnostics, {net.file: net.source})
     # with a state_dict given, its memory is already taken: the graph adds its own copy

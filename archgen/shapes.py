@@ -22,18 +22,6 @@ def conv_out(size: int, kernel: int, stride: int = 1, pad_begin: int = 0, pad_en
     return (size + pad_begin + pad_end - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def dropped(size: int, kernel: int, stride: int = 1, pad_begin: int = 0, pad_end: int = 0,
-            dilation: int = 1) -> int:
-    """How many trailing input rows no window reads (a stride that silently drops data).
-
-    >>> dropped(7, 2, 2)
-    1
-    >>> dropped(8, 2, 2)
-    0
-    """
-    return (size + pad_begin + pad_end - dilation * (kernel - 1) - 1) % stride
-
-
 def pool_out(size: int, kernel: int, stride: int, pad: int = 0, dilation: int = 1,
              ceil_mode: bool = False) -> int:
     """Max/avg pooling output length, as ATen's pooling_output_shape computes it.

@@ -839,6 +839,7 @@ class Checker:
         # unknown there, and whatever depends on it is skipped without a cascade.
         env: dict[str, Any] = _builtins(flow.shape)
         inner = _Scope(env, scope.stack + [block.name])
+        missing = []
         for p in block.params:
             if p.name in bound:
                 env[p.name] = bound[p.name].value
@@ -848,11 +849,14 @@ class Checker:
                 v = self.eval(p.default, inner)
                 env[p.name] = _UNKNOWN if v is None else v.value
             else:
-                self.error("E300", f"block {block.name}() is missing its argument '{p.name}'",
-                           call.span,
-                           helps=[f"it is defined at line {block.span.line} as "
-                                  f"{block.name}({', '.join(names)})"])
+                missing.append(p.name)
                 env[p.name] = _UNKNOWN
+        if missing:  # one diagnostic naming them all, not one per name with every name in it
+            listed = ", ".join(f"'{m}'" for m in missing)
+            self.error("E300", f"block {block.name}() is missing its argument"
+                       f"{'s' * (len(missing) > 1)} {listed}", call.span,
+                       helps=[f"it is defined at line {block.span.line} as "
+                              f"{block.name}({', '.join(names)})"])
         items, out = self.sequence(block.body, inner, flow)
         seq = self._seq(items, flow, out, call.span, label=label, module=True, name=call.name,
                         block=block.name)

@@ -13,6 +13,8 @@ diagnostic that names it (README, "Reliability", says why each number was chosen
   16 GiB in float32, more than a whole accelerator holds for one sample or one layer.
 - MAX_NESTING (E305): indentation, parentheses, operators and blocks within blocks, each at
   most 32 deep, so that no stage of archgen recurses deeper than a few hundred frames.
+- MAX_ARGS (E305): 64 arguments in one call or parameters in one block (PyTorch's widest layer
+  signature has 9), so that the work per argument (hints list the others) stays bounded.
 - RF_CAP: receptive fields saturate at 2**53 pixels instead of overflowing to infinity (JSON
   shows a saturated value as null with "saturated": true).
 - MAX_EXPANDED (E305): steps of the expansion of blocks, repeats and ifs (a statement, an
@@ -28,6 +30,7 @@ MAX_INT = 2**63 - 1
 MAX_SIZE = 2**24
 MAX_ELEMENTS = 2**32
 MAX_NESTING = 32
+MAX_ARGS = 64  # arguments in one call, parameters of one block
 MAX_EXPANDED = 100_000
 RF_CAP = float(2**53)  # receptive fields saturate here, where floats stop counting every integer
 MAX_SAME_LINE = 3  # diagnostics of one code on one line shown before the rest are folded

@@ -20,7 +20,7 @@ import re
 
 from .diagnostics import Diagnostic, Span, split_lines
 from .hints import keyword_typo
-from .limits import MAX_INT, MAX_NESTING
+from .limits import MAX_ARGS, MAX_INT, MAX_NESTING
 from .record import factory, record
 
 # ---------------------------------------------------------------------------------------------
@@ -419,6 +419,11 @@ class _LineParser:
         args: list[Arg] = []
         while not self.at(close):
             tok = self.peek()
+            if len(args) == MAX_ARGS:  # bounds the per-argument work (checks, hints) of a call
+                raise ParseError(Diagnostic(
+                    "error", "E305", f"more than {MAX_ARGS} arguments in one call, archgen's "
+                    f"limit", tok.span(self.file),
+                    helps=["no layer takes more than a dozen; check for a pasted list"]))
             if tok.kind == "name" and self.peek(1).kind == "op" and self.peek(1).text == "=":
                 self.next()
                 self.next()
@@ -552,9 +557,15 @@ class Parser:
                         raise ParseError(Diagnostic(
                             "error", "E100", "a block parameter must be a name", arg.span,
                             helps=["write block NAME(out, p=0.2): with optional defaults"]))
-                    params.append(Param(arg.value.name, None, arg.span))
+                    param = Param(arg.value.name, None, arg.span)
                 else:
-                    params.append(Param(arg.name, arg.value, arg.span))
+                    param = Param(arg.name, arg.value, arg.span)
+                if any(p.name == param.name for p in params):
+                    self.diagnostics.append(Diagnostic(
+                        "error", "E203", f"block parameter '{param.name}' is defined twice",
+                        param.span, helps=["rename one of them"]))
+                    continue
+                params.append(param)
             lp.expect(":", ["a block header ends with ':'"])
             body = self._body(line, lp)
             if not top:

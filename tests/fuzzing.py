@@ -143,7 +143,7 @@ def many_args(rng, text, corpus):
     if not calls:
         return text
     m = rng.choice(calls)
-    k = rng.choice([10, 300, 3000])
+    k = rng.choice([10, 60, 300, 3000])
     extra = rng.choice(["1", "foo=1", "padding=1", "x"])
     return text[:m.start()] + (", " + extra) * k + text[m.start():]
 

@@ -266,12 +266,13 @@ def test_a_repeat_within_the_limit_still_expands():
 
 
 def test_work_per_copy_counts_arguments_and_values():
-    """10,000 arguments copied 10,000 times is 10**8 steps of work, not 10,000 statements."""
+    """60 arguments copied 20,000 times is over a million steps of work, not 20,000."""
     start = time.perf_counter()
     for args in ("1", "foo=1", "(1, 1)"):
-        text = H + "repeat 10000: relu(" + ", ".join([args] * 10_000) + ")\n"
+        text = H + "repeat 20000: relu(" + ", ".join([args] * 60) + ")\n"
         arch, codes, _ = _check(text)
-        assert "E305" in codes
+        assert any(d.code == "E305" and "checking stops here" in d.message
+                   for d in arch.errors), codes
     assert time.perf_counter() - start < 20
     block = "block b(t=(" + ", ".join(["1"] * 10_000) + ")):\n    relu()\n"
     arch, codes, _ = _check(H + block + "repeat 10000: b()\n")
@@ -296,6 +297,17 @@ def test_ten_thousand_bad_arguments_fold_into_a_count(extra):
     assert time.perf_counter() - start < 10
     assert not arch.ok
     assert len(rendered) < 20 * len(text), len(rendered)
+
+
+def test_a_call_takes_at_most_64_arguments_and_a_block_names_each_parameter_once():
+    d, _ = _only(H + "relu(" + ", ".join(["1"] * 65) + ")\n", "E305", 2)
+    assert d.span.column == 6 + 3 * 64 and "more than 64 arguments" in d.message
+    d, _ = _only(H + "block b(x, x, y=1):\n    relu()\nb(1)\n", "E203", 2)
+    assert d.span.column == 12
+    params = ", ".join(f"p{i}" for i in range(64))
+    _, _, rendered = _check(H + f"block b({params}):\n    relu()\nb()\n")
+    assert rendered.count("error[E300]") == 1 and "'p0', 'p1'" in rendered
+    assert len(rendered) < 5000
 
 
 def test_folding_keeps_three_and_counts_the_rest():

@@ -117,7 +117,11 @@ window.addEventListener("error", function (e) { window.__errors.push("load: " + 
 PROBE = """<script>
 (function () {
   var out = {errors: window.__errors, pwned: !!window.__pwned};
-  var g = document.querySelector("#diagram .node");
+  var g = null, most = 0;  // the box standing for the most layers (a folded repeat)
+  document.querySelectorAll("#diagram .node").forEach(function (node) {
+    var n = JSON.parse(node.getAttribute("data-layers")).length;
+    if (n > most) { most = n; g = node; }
+  });
   g.dispatchEvent(new MouseEvent("mouseenter"));
   out.hoverPaths = JSON.parse(g.getAttribute("data-paths"));
   out.hoverLayers = JSON.parse(g.getAttribute("data-layers"));
@@ -158,13 +162,15 @@ def instrumented(html: str) -> str:
 
 
 @needs_chromium
-@pytest.mark.parametrize("which", ["unet", "hostile"])
+@pytest.mark.parametrize("which", ["unet_small", "densenet121", "hostile"])
 def test_report_runs_in_chromium_hover_and_sort(tmp_path, which):
-    """The page's script runs without an error; hovering a box lights its table row and shows
-    it; a column sorts; hostile names run nothing (PAYLOAD sets no window.__pwned)."""
-    if which == "unet":
-        html = page(UNET)
-        net = archgen.load(UNET).network
+    """The page's script runs without an error; hovering a box lights its table rows (all 24
+    copies of a folded DenseNet layer) and shows the first; a column sorts; hostile names run
+    nothing (PAYLOAD sets no window.__pwned)."""
+    if which != "hostile":
+        spec = str(ROOT / "examples" / f"{which}.cnn")
+        html = page(spec)
+        net = archgen.load(spec).network
     else:
         net = hostile_network()
         for layer in net.layers():
@@ -182,6 +188,7 @@ def test_report_runs_in_chromium_hover_and_sort(tmp_path, which):
     layers = list(net.layers())
     assert probe["rows"] == len(layers)
     assert probe["lit"] and probe["lit"] == probe["hoverLayers"]
+    assert len(probe["lit"]) == {"unet_small": 1, "densenet121": 24, "hostile": 2}[which]
     assert [layers[i].path for i in probe["lit"]] == probe["hoverPaths"] or which == "hostile"
     assert probe["info"] and "params: " in probe["info"]
     assert probe["litAfter"] == 0

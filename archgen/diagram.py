@@ -334,14 +334,14 @@ class _Svg:
         cx = left + w / 2
         y = top + PAD
         if self.to_scale:
-            y = self.cuboid(box.copies[0].out_shape, cx, y, fill, stroke) + PAD
+            y = self.cuboid(box.copies[0].out_shape, cx, y, stroke) + PAD
         lines = self.box_text(box)
         for i, t in enumerate(lines):
             cls = "head" if i == 0 else ("shape" if i == len(lines) - 1 else "args")
             self.text(cx, y + (i + 1) * LINE_H - 3, t, cls)
         self.out.append("</g>")
 
-    def cuboid(self, shape, cx: float, top: float, fill: str, stroke: str) -> float:
+    def cuboid(self, shape, cx: float, top: float, stroke: str) -> float:
         """A feature map drawn to scale: the front face is H x W, the depth log2(channels);
         a vector is a bar. Returns the bottom edge."""
         gw, gh, depth = self.glyph_size(shape)

@@ -430,7 +430,7 @@ def render_svg(net: Network, *, expand: bool = False, to_scale: bool = False) ->
     spatial = [max(n.out_shape[1:]) for n in net.layers() if len(n.out_shape) == 3]
     spatial.append(max(net.input_shape[1:]) if len(net.input_shape) == 3 else 1)
     index = {id(layer): i for i, layer in enumerate(net.layers())}
-    svg = _Svg(to_scale, min(1.0, 160 / max(spatial)), index)
+    svg = _Svg(to_scale, 160 / max(spatial), index)  # the largest map is 160 px across
     tw, th = svg.measure(tree)
 
     def io_w(text: str) -> float:

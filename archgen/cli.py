@@ -513,29 +513,49 @@ def _print_notes(notes: list[str]) -> None:
 @click.option("--target", type=click.Choice(["torch", "onnx", "all"]), default="torch",
               show_default=True)
 @click.option("--print", "to_stdout", is_flag=True,
-              help="Write the PyTorch source to stdout instead of a file.")
-def compile_(specs: tuple[str, ...], out_dir: str, target: str, to_stdout: bool) -> None:
-    """Compile SPECS to a standalone PyTorch module (DIR/<network>.py) and/or an ONNX graph
-    (DIR/<network>.onnx). A spec with errors writes nothing."""
+              help="Write to stdout instead of files: the PyTorch source, or the ONNX graph in "
+                   "ONNX's text form (onnx.printer).")
+@click.option("--name", "stem", default=None, metavar="STEM",
+              help="Output file stem (default: the spec's, resnet18.cnn -> resnet18.py).")
+def compile_(specs: tuple[str, ...], out_dir: str, target: str, to_stdout: bool,
+             stem: str | None) -> None:
+    """Compile SPECS to a standalone PyTorch module (DIR/<spec stem>.py) and/or an ONNX graph
+    (DIR/<spec stem>.onnx). A spec with errors writes nothing, and so do two outputs with the
+    same path."""
+    from .emit_torch import check_file_stem, module_filename, render_torch
+    if stem is not None and check_file_stem(stem):
+        raise _usage(f"--name: {check_file_stem(stem)}")
     archs = [_load(p) for p in specs]
     for arch in archs:  # check all first: nothing is written if any spec is broken
         _fail_on_errors(arch)
-    from .emit_torch import module_filename, render_torch
     from .fsutil import write_atomic
     outputs: list[tuple[Path | None, str | bytes]] = []  # rendered in full before any write
+    sources: dict[Path, str] = {}  # output -> the spec that makes it
+    for arch in archs:
+        base = stem or Path(module_filename(arch.network)).stem
+        for suffix in {"torch": [".py"], "onnx": [".onnx"], "all": [".py", ".onnx"]}[target]:
+            path = Path(out_dir) / f"{base}{suffix}"
+            if not to_stdout and path in sources:
+                raise _usage(f"{sources[path]} and {arch.file} would both write {path}; "
+                             f"compile them separately with --name or -o; nothing written")
+            sources[path] = arch.file
     try:
         for arch in archs:
             net = arch.network
-            stem = Path(module_filename(net)).stem
+            base = stem or Path(module_filename(net)).stem
             if target in ("torch", "all"):
                 source = render_torch(net, command=shlex.join(  # the exact command, quoted
-                    ["archgen", "compile", arch.file,
+                    ["archgen", "compile", arch.file, *(["--name", stem] if stem else []),
                      *(["--print"] if to_stdout else ["-o", out_dir])]))
-                outputs.append((None if to_stdout else Path(out_dir) / f"{stem}.py", source))
+                outputs.append((None if to_stdout else Path(out_dir) / f"{base}.py", source))
             if target in ("onnx", "all"):
                 from .emit_onnx import build_onnx
-                outputs.append((Path(out_dir) / f"{stem}.onnx",
-                                build_onnx(net).SerializeToString()))
+                model = build_onnx(net)
+                if to_stdout:
+                    from onnx import printer
+                    outputs.append((None, printer.to_text(model) + "\n"))
+                else:
+                    outputs.append((Path(out_dir) / f"{base}.onnx", model.SerializeToString()))
     except SpecError as e:
         click.echo(render_all(e.diagnostics, e.sources), err=True)
         click.echo("nothing written", err=True)

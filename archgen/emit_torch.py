@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import builtins
 import functools
+import hashlib
 import keyword
 import linecache
 import re
@@ -29,6 +30,7 @@ import sys
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any
 
 from .diagnostics import Diagnostic, Span, SpecError
@@ -86,15 +88,44 @@ def _render(net: Network, command: str | None = None):
 
 
 def module_filename(net: Network) -> str:
-    """The file name of the generated module: the network name in snake_case (SeedCNN ->
-    seed_cnn.py). A name that would shadow a module the file imports or the standard library
-    (Torch -> torch.py) or a keyword gets `_net` appended.
+    """The file name of the generated module: the spec's stem (resnet18.cnn -> resnet18.py),
+    made a plain Python module name (other characters become _). A spec without a usable stem
+    (`<stdin>`, `-.cnn`) gets the network name in snake_case (SeedCNN -> seed_cnn.py). A name
+    that would shadow a module the file imports or the standard library (torch.cnn ->
+    torch_net.py) or a keyword gets `_net` appended.
 
     >>> from types import SimpleNamespace as N
-    >>> [module_filename(N(name=n)) for n in ("SeedCNN", "ResNet18", "MobileNetV2", "Torch")]
-    ['seed_cnn.py', 'res_net18.py', 'mobile_net_v2.py', 'torch_net.py']
+    >>> [module_filename(N(name="X", file=f)) for f in ("a/resnet18.cnn", "mobile-net v2.cnn",
+    ...                                                   "torch.cnn", "3x3.cnn")]
+    ['resnet18.py', 'mobile_net_v2.py', 'torch_net.py', 'net_3x3.py']
+    >>> [module_filename(N(name=n, file="<stdin>")) for n in ("SeedCNN", "MobileNetV2")]
+    ['seed_cnn.py', 'mobile_net_v2.py']
     """
-    return _module_name(net.name) + ".py"
+    stem = re.sub(r"[^A-Za-z0-9_]+", "_", PurePath(net.file).stem).strip("_")
+    if not re.search(r"[A-Za-z0-9]", stem) or net.file.startswith("<"):
+        return _module_name(net.name) + ".py"
+    if stem[0].isdigit():
+        stem = f"net_{stem}"
+    return _shadow_free(stem[:100]) + ".py"
+
+
+_SAFE_STEM = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
+
+
+def check_file_stem(name: str) -> str | None:
+    """Why `name` cannot be the stem of an output file (`compile --name`), or None: letters,
+    digits, `_`, `-` and `.`, not first, at most 100 characters, so that it names a file in
+    the output directory and nothing else (no separators, no `..`, no hidden file).
+
+    >>> [check_file_stem(n) for n in ("resnet18", "net-v2.1")]
+    [None, None]
+    >>> check_file_stem("../x")
+    "'../x' is not a safe file name: use letters, digits, _, - and . (not first), at most 100"
+    """
+    if _SAFE_STEM.fullmatch(name) and not name.endswith("."):
+        return None
+    return (f"{name!r} is not a safe file name: use letters, digits, _, - and . (not first), "
+            f"at most 100")
 
 
 def load_module(net: Network):
@@ -106,14 +137,21 @@ def load_module(net: Network):
     from .budget import check_memory
     check_memory(net, "module")
     source, tree = _render(net)
-    name = _module_name(net.name)
-    filename = f"<archgen {name}.py>"
-    module = types.ModuleType(name)
-    module.__file__ = filename
-    # tracebacks through the generated code show its lines
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    code = compile(tree, filename, "exec")  # the tree verify_python checked, not the text
-    exec(code, module.__dict__)  # noqa: S102  (checked to hold only archgen's structure)
+    # A stable, unique module name registered in sys.modules: pickle and copy.deepcopy find
+    # the classes by `__module__` and `__qualname__`; the same source reuses its module.
+    name = f"archgen_generated.{_module_name(net.name)}_" \
+        f"{hashlib.sha256(source.encode()).hexdigest()[:16]}"
+    module = sys.modules.get(name)
+    if module is None:
+        filename = f"<archgen {_module_name(net.name)}.py>"
+        module = types.ModuleType(name)
+        module.__file__ = filename
+        # tracebacks through the generated code show its lines
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        code = compile(tree, filename, "exec")  # the tree verify_python checked, not the text
+        exec(code, module.__dict__)  # noqa: S102  (checked to hold only archgen's structure)
+        sys.modules.setdefault("archgen_generated", types.ModuleType("archgen_generated"))
+        sys.modules[name] = module
     return getattr(module, net.name)()
 
 
@@ -485,10 +523,14 @@ def _camel(name: str) -> str:
 
 def _module_name(name: str) -> str:
     snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
-    if keyword.iskeyword(snake) or snake in sys.stdlib_module_names or \
-            snake in ("torch", "archgen"):
-        snake += "_net"
-    return snake
+    return _shadow_free(snake)
+
+
+def _shadow_free(stem: str) -> str:
+    if keyword.iskeyword(stem) or stem in sys.stdlib_module_names or \
+            stem in ("torch", "archgen", "archgen_generated"):
+        stem += "_net"
+    return stem
 
 
 def _name_error(net: Network, span: Span, message: str, help_: str) -> SpecError:
@@ -575,6 +617,6 @@ PYTHON_SHAPE = PythonShape(
                      *(k.torch_class for k in REGISTRY.values()),
                      *(c for h in HELPERS.values() for c in h.calls if "." in c)}),
     attributes=frozenset({"torch.Tensor"}),
-    builtins=frozenset({"super", "float", *(c for h in HELPERS.values() for c in h.calls
+    builtins=frozenset({"super", "float", "list", "int", *(c for h in HELPERS.values() for c in h.calls
                                             if "." not in c)}),
 )

@@ -788,11 +788,16 @@ def test_any_file_name_gives_a_valid_docstring(tmp_path, file):
     assert _ruff_run(["check"], [path]).returncode == 0
 
 
-def test_module_filename_avoids_shadowing_imports():
-    assert module_filename(_net("network Torch\ninput [3, 4, 4]\nrelu()\n")) == "torch_net.py"
-    assert module_filename(_net("network Math\ninput [3, 4, 4]\nrelu()\n")) == "math_net.py"
-    assert module_filename(_net("network UNetSmall\ninput [3, 4, 4]\nrelu()\n")) == \
-        "u_net_small.py"
+def test_module_filename_is_the_spec_stem_and_shadows_nothing():
+    tiny = "input [3, 4, 4]\nrelu()\n"
+    assert module_filename(_net(tiny, "examples/resnet18.cnn")) == "resnet18.py"
+    assert module_filename(_net(tiny, "mobile-net v2.cnn")) == "mobile_net_v2.py"
+    assert module_filename(_net(tiny, "torch.cnn")) == "torch_net.py"
+    assert module_filename(_net(tiny, "math.cnn")) == "math_net.py"
+    assert module_filename(_net(tiny, "3x3.cnn")) == "net_3x3.py"
+    # no usable stem: the network name in snake_case
+    assert module_filename(_net("network UNetSmall\n" + tiny, "<stdin>")) == "u_net_small.py"
+    assert module_filename(_net("network Torch\n" + tiny, "<stdin>")) == "torch_net.py"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,15 +8,17 @@ shape errors that the first one caused.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from pathlib import Path
 from typing import Any
 
+from . import symbolic
 from . import syntax as ast
 from .diagnostics import Diagnostic, Span, did_you_mean
 from .hints import argument_hint, layer_hint
-from .ir import Layer, Merge, Network, Node, Seq
+from .ir import Layer, Merge, Network, Node, Seq, walk
 from .layers import REGISTRY
 from .layers.base import (REQUIRED, RF, LayerError, LayerKind, Shape, check_inferred, coerce,
                           describe)
@@ -64,8 +66,11 @@ class _Scope:
 
 
 class Checker:
-    def __init__(self, spec: ast.Spec):
+    def __init__(self, spec: ast.Spec, input_shape: tuple | None = None):
         self.spec = spec
+        # --input: ints and symbol names that replace the spec's input line
+        self.input_override = input_shape
+        self.symbolic = False  # some input size is a symbol (`input [3, H, W]`)
         self.file = spec.file
         self.diags: list[Diagnostic] = list(spec.diagnostics)
         self.expanded = 0  # statements, arguments and values so far (MAX_EXPANDED)
@@ -97,14 +102,16 @@ class Checker:
                 self.error("E204", f"block name {block.name!r} {problem}", block.span,
                            helps=["use a lower-case identifier such as conv_block"])
         shape = self._input_shape()
-        flow = _Flow(shape, RF.identity(shape[1:] if shape and len(shape) == 3 else None),
-                     "the input")
+        flow = _Flow(shape, RF.identity(shape[1:] if shape and len(shape) == 3
+                                        and not self.symbolic else None), "the input")
         scope = _Scope({})
         if shape is not None:
             scope.env.update(_builtins(shape))
         start = Span(self.file, 1, 1, 2)
+        recorder = symbolic.recording() if self.symbolic else contextlib.nullcontext()
         try:
-            items, out = self.sequence(spec.body, scope, flow)
+            with recorder as record:
+                items, out = self.sequence(spec.body, scope, flow)
         except _TooLarge as err:  # checking stops at the first limit reached
             if err.diagnostic is not None:
                 self.diags.append(err.diagnostic)
@@ -119,10 +126,13 @@ class Checker:
             self.error("E408", "the spec has no layers", spec.input_span or start,
                        helps=["add layers after the input line, e.g. conv2d(16, 3)"])
         net = Network(name, self.file, spec.source, shape or (), root, self.diags)
+        if self.symbolic and not any(d.is_error for d in self.diags):
+            self._solve_sizes(net, record.requirements)
         if not any(d.is_error for d in self.diags):
             for problem in assign_paths(net):
                 self.error("E203", problem.message, problem.span, problem.notes, problem.helps)
-            self._design_warnings(net)
+            if not self.symbolic:  # a symbolic network's come from its sample
+                self._design_warnings(net)
         self.diags = _dedupe(self.diags)
         net.diagnostics = self.diags
         return net
@@ -136,10 +146,22 @@ class Checker:
                                   "input [3, 32, 32]"])
             return None
         scope = _Scope({})
-        dims = [self.eval(e, scope) for e in spec.input_shape]
+        if self.input_override is not None:  # --input, validated by the command line
+            dims = [_Value(v, spec.input_span) for v in self.input_override]
+        else:  # a name that is not a constant stands for a size: input [3, H, W]
+            dims = [_Value(e.name, e.span) if _is_symbol(e) else self.eval(e, scope)
+                    for e in spec.input_shape]
         if any(d is None for d in dims):
             return None
+        if any(isinstance(d.value, str) for d in dims):
+            self.symbolic = True
+            dims = [_Value(symbolic.Sym.var(d.value), d.span) if isinstance(d.value, str)
+                    else d for d in dims]
         values = [d.value for d in dims]
+        if self.symbolic and len(values) in (1, 3) and all(
+                isinstance(v, symbolic.Sym) or (_is_int(v) and 0 < v <= MAX_SIZE)
+                for v in values):
+            return tuple(values)
         if len(values) not in (1, 3) or not all(_is_int(v) and v > 0 for v in values):
             self.error("E300", f"input must be [channels, height, width] or [features] in "
                        f"positive integers; received {values}", spec.input_span,
@@ -242,6 +264,9 @@ class Checker:
         raise AssertionError(type(e))
 
     def _need_number(self, v: Any, e: ast.Expr, scope: _Scope) -> None:
+        if isinstance(v, symbolic.Sym):
+            raise symbolic.SymbolicBranch(f"{_text(e)} is the symbolic size {v}; arithmetic "
+                                          f"on it in a spec is not followed")
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             if isinstance(v, _Word):
                 raise self._undefined(v, e, scope)
@@ -272,9 +297,20 @@ class Checker:
         return items, flow
 
     def statement(self, stmt: ast.Stmt, scope: _Scope, flow: _Flow):
-        """Yields (node, flow after it) for each node the statement produces.
+        """Yields (node, flow after it) for each node the statement produces. A rule that
+        would decide on a symbolic size other than by a requirement stops here (E414)."""
+        try:
+            yield from self._bounded_statement(stmt, scope, flow)
+        except symbolic.SymbolicBranch as err:
+            self.error("E414", f"archgen cannot state the valid input sizes here: {err}",
+                       stmt.span, notes=["symbolic sizes are followed through the layers' "
+                                         "shape rules, never by trying sizes one by one"],
+                       helps=["give concrete sizes: `archgen check --input 3,224,224 FILE`, "
+                              "or numbers in the input line"])
+            yield None, _Flow(None, flow.rf, "a symbolic size")
 
-        Work is bounded: every statement visited counts toward MAX_EXPANDED, and compound
+    def _bounded_statement(self, stmt: ast.Stmt, scope: _Scope, flow: _Flow):
+        """Work is bounded: every statement visited counts toward MAX_EXPANDED, and compound
         statements and block instances nest at most MAX_NESTING deep after expansion."""
         self._visit(stmt.span, 1 + len(stmt.args) if isinstance(stmt, ast.Call) else 1)
         if isinstance(stmt, ast.Call) and stmt.func not in self.spec.blocks:
@@ -452,9 +488,11 @@ class Checker:
         shapes = [b.out_shape for b in branches]
         produced = [f"branch {i + 1} (line {sp.line}) gives {list(sh)}"
                     for i, (sh, sp) in enumerate(zip(shapes, spans))]
+        symbolic.at(stmt.span, f"{stmt.mode} at line {stmt.span.line} (its branches give "
+                    f"{' and '.join(str(list(sh)) for sh in shapes)})")
         if stmt.mode == "add":
             out_shape = shapes[0]
-            bad = [i for i, sh in enumerate(shapes) if sh != shapes[0]]
+            bad = [i for i, sh in enumerate(shapes) if not _same(sh, shapes[0])]
             if bad:
                 i = bad[0]
                 self.error("E406", f"add needs the same shape on every branch, but branch "
@@ -464,7 +502,8 @@ class Checker:
                 return None, _Flow(None, flow.rf, "add")
         else:
             ranks = {len(sh) for sh in shapes}
-            bad = [i for i, sh in enumerate(shapes) if sh[1:] != shapes[0][1:] or len(sh) != len(shapes[0])]
+            bad = [i for i, sh in enumerate(shapes)
+                   if len(sh) != len(shapes[0]) or not _same(sh[1:], shapes[0][1:])]
             if bad or ranks - {1, 3}:
                 i = bad[0] if bad else 0
                 self.error("E407", f"concat joins along channels and needs the same spatial "
@@ -726,6 +765,10 @@ class Checker:
         for p in kind.params:
             if p.name in bound:
                 v = bound[p.name]
+                if symbolic.is_symbolic(v.value):
+                    raise symbolic.SymbolicBranch(
+                        f"{kind.name}'s {p.name} would be {symbolic.to_json(v.value)}, which "
+                        f"depends on the input size; a layer's arguments must be numbers")
                 try:
                     args[p.name] = _within_limits(p, coerce(p, v.value))  # E304
                     continue
@@ -774,6 +817,7 @@ class Checker:
         if kind.rank is not None and len(x) != kind.rank:
             self._rank_error(kind, call, x, flow)
             return unknown
+        symbolic.at(call.span, f"{kind.name} at line {call.span.line}")
         mismatch = check_inferred(kind, args, x)
         if mismatch:  # a wrong in_channels: report, then go on with the real one
             report(mismatch)
@@ -787,13 +831,15 @@ class Checker:
         problems = kind.check_input(args, x) if clean else []
         for err in problems:
             report(err)
-        rf = _capped(kind.receptive_field(args, flow.rf, x, y))
+        sym = self.symbolic and (symbolic.is_symbolic(x) or symbolic.is_symbolic(y))
+        # a symbolic network's fields are those of its sample (Checker._solve_sizes)
+        rf = flow.rf if sym else _capped(kind.receptive_field(args, flow.rf, x, y))
         origin = f"{kind.name} at line {call.span.line}"
         if kind.name == "flatten" and len(y) == 1 and len(x) > 1:
             origin = f"flatten() at line {call.span.line}: {'*'.join(map(str, x))} = {y[0]}"
         if not clean or problems or mismatch:  # reported: no node, but the shape goes on
             return None, _Flow(y, rf, origin)
-        for w in kind.warnings(args, x, y):
+        for w in [] if sym else kind.warnings(args, x, y):  # symbolic: _size_warnings
             report(LayerError(w.code, w.message, arg=w.arg, notes=w.notes, helps=w.helps),
                    "warning")
         params = kind.param_count(args)
@@ -867,6 +913,86 @@ class Checker:
         return Seq(span, flow_in.shape, flow_out.shape, flow_out.rf,
                    params=sum(n.params for n in items), macs=sum(n.macs for n in items),
                    name=name, items=items, label=label, block=block, module=module)
+
+    # -- symbolic sizes ------------------------------------------------------------------------
+    def _solve_sizes(self, net: Network, requirements: list) -> None:
+        """The valid sizes of each symbol (E413 when there are none), then a sample network at
+        representative sizes for what is worked out per size: receptive fields and the
+        warnings that do not depend on the size; W500 is stated per residue."""
+        names = list(dict.fromkeys(str(v) for v in net.input_shape
+                                   if isinstance(v, symbolic.Sym)))
+        where = self.spec.input_span
+        try:
+            constraints = symbolic.solve(names, requirements)
+        except symbolic.Unsatisfiable as err:
+            self.error("E413", f"no input size is valid: {err.message}", err.span or where,
+                       notes=[f"the input is {symbolic.to_json(net.input_shape)}"],
+                       helps=["change the layers so that their sizes agree, or give the "
+                              "input's size as a number to see the first error it meets"])
+            return
+        except symbolic.SymbolicBranch as err:
+            self.error("E414", f"archgen cannot state the valid input sizes: {err}", where,
+                       helps=["give concrete sizes: `archgen check --input 3,224,224 FILE`"])
+            return
+        net.constraints = constraints
+        env = {name: c.sample() for name, c in constraints.items()}
+        concrete = tuple(v.eval(env) if isinstance(v, symbolic.Sym) else v
+                         for v in net.input_shape)
+        sample = Checker(self.spec, concrete).run()
+        bad = [d for d in sample.diagnostics if d.is_error]
+        if bad:  # cannot happen if the requirements are complete; say so rather than hide it
+            self.error("E414", f"archgen's symbolic check admits {concrete} but the concrete "
+                       f"check refuses it ({bad[0].code}: {bad[0].message}); please report "
+                       f"this", where)
+            return
+        net.sample = sample
+        for mine, theirs in zip(walk(net.root), walk(sample.root)):
+            mine.rf = theirs.rf
+        self.diags += [d for d in sample.diagnostics if d.code not in _SIZE_WARNINGS]
+        self._size_warnings(net, env)
+
+    def _size_warnings(self, net: Network, env: dict) -> None:
+        """W500 on a symbolic network: for each strided window and each axis, the residues of
+        the symbol for which pixels go unread, found by the kind's own rule at one valid size
+        per residue of the window's input size modulo its stride."""
+        for layer in net.layers():
+            a = layer.args
+            if "stride" not in a or "kernel_size" not in a or not symbolic.is_symbolic(
+                    layer.in_shape):
+                continue
+            parts, example = [], None
+            for axis, word in ((0, "row"), (1, "column")):
+                size = layer.in_shape[1 + axis]
+                if not isinstance(size, symbolic.Sym) or len(size.symbols()) != 1:
+                    continue
+                name = next(iter(size.symbols()))
+                c = net.constraints[name]
+                m = symbolic.period(size.poly) * a["stride"][axis]
+                if m > 256:
+                    continue
+                m = math.lcm(m, c.modulus)
+                firing = []
+                for r in range(m):
+                    n = c.first(r, m)
+                    if n is None:
+                        continue
+                    at = dict(env, **{name: n})
+                    ev = _at_sizes(at)
+                    warns = [w for w in layer.kind.warnings(ev(a), ev(layer.in_shape),
+                                                            ev(layer.out_shape))
+                             if w.code == "W500" and word in w.message]
+                    if warns:
+                        firing.append(r)
+                        example = example or (name, n, warns[0])
+                if not firing:
+                    continue
+                valid = [r for r in range(m) if c.first(r, m) is not None]
+                parts.append(f"{symbolic.residue_text(name, m, firing, valid)} {word}s are "
+                             f"never read")
+            if parts:
+                name, n, w = example
+                self.warn("W500", f"{layer.op}: {'; '.join(parts)}",
+                          layer.span, [f"at {name} = {n}: {w.message}"] + w.notes, w.helps)
 
     # -- whole-design warnings -----------------------------------------------------------------
     def _design_warnings(self, net: Network) -> None:
@@ -971,7 +1097,10 @@ def _within_limits(p, v: Any) -> Any:
 
 
 def _within_element_limits(params: int, y: Shape) -> None:
-    """One layer's weights (E412) and one output per sample (E411) at most MAX_ELEMENTS."""
+    """One layer's weights (E412) and one output per sample (E411) at most MAX_ELEMENTS.
+    Symbolic sizes are not bounded here: the sample network checks them at its sizes."""
+    if symbolic.is_symbolic(y) or isinstance(params, symbolic.Sym):
+        return
     elements = _prod(y)
     if elements > MAX_ELEMENTS:
         raise LayerError("E411", f"the output {list(y)} has {elements:,} elements per sample, "
@@ -1073,8 +1202,38 @@ def _text(e: ast.Expr) -> str:
     return "?"
 
 
-def check(spec: ast.Spec) -> Network:
-    return Checker(spec).run()
+# warnings that depend on the input size: a symbolic network states W500 per residue and
+# leaves the others to a check at concrete sizes
+_SIZE_WARNINGS = {"W500", "W501", "W503", "W504", "W505"}
+
+
+def _at_sizes(env: dict):
+    """A function that evaluates symbolic sizes (in shapes and arguments) at `env`."""
+    def ev(v):
+        if isinstance(v, symbolic.Sym):
+            return v.eval(env)
+        if isinstance(v, tuple):
+            return tuple(ev(i) for i in v)
+        if isinstance(v, dict):
+            return {k: ev(i) for k, i in v.items()}
+        return v
+    return ev
+
+
+def _same(a: Shape, b: Shape) -> bool:
+    """Equal shapes; sizes that are symbolic must then be equal (a requirement)."""
+    return len(a) == len(b) and all(symbolic.holds(x == y) for x, y in zip(a, b))
+
+
+def _is_symbol(e: ast.Expr) -> bool:
+    """A bare name in the input line that is not a constant: a symbolic size."""
+    return isinstance(e, ast.Word) and e.name not in _CONSTANTS
+
+
+def check(spec: ast.Spec, input_shape: tuple | None = None) -> Network:
+    """The checked network; `input_shape` (ints, and names for symbolic sizes) replaces the
+    spec's input line, as `--input` does."""
+    return Checker(spec, input_shape).run()
 
 
 __all__ = ["Checker", "check"]

@@ -183,6 +183,13 @@ def _spec_paths(specs: tuple[str, ...]) -> list[str]:
     return paths
 
 
+def _count(n, unit: float = 1) -> str:
+    """A count, or its expression over symbolic sizes."""
+    if not isinstance(n, int):
+        return f"({n})" + (" / 1e6 M" if unit != 1 else "")
+    return f"{n / unit:,.2f} M" if unit != 1 else f"{n:,}"
+
+
 def _read_stdin() -> Architecture:
     """`check -`: the spec from standard input, named <stdin>, with the settings of the
     pyproject.toml above the current directory."""
@@ -258,8 +265,11 @@ def check(specs: tuple[str, ...], fmt: str, strict: bool | None,
             extra_text = (f" ({len(warnings)} warning{'s' * (len(warnings) != 1)})"
                           if warnings else "")
             click.echo(f"{arch.file}: ok{extra_text}: {net.name} {shape(net.input_shape)} -> "
-                       f"{shape(net.output_shape)}, {net.total_params:,} params, "
-                       f"{net.total_macs / 1e6:,.2f} M MACs")
+                       f"{shape(net.output_shape)}, {_count(net.total_params)} params, "
+                       f"{_count(net.total_macs, 1e6)} MACs")
+            if net.constraints:
+                click.echo("  valid for " + " and ".join(
+                    c.text(name) for name, c in net.constraints.items()))
     if fmt == "json":
         click.echo(json.dumps(docs, indent=2))
     elif fmt == "github":

@@ -256,6 +256,27 @@ one file and what any accelerator holds). Usually a channel or feature count is 
     conv2d(100000, 1)
     conv2d(100000, 1)           # 10,000,000,000 weights
 """),
+    "E413": ("no input size is valid", """
+The input's sizes are symbols (`input [3, H, W]`) and no size of them satisfies every layer:
+the error points at the layer or merge after which no size is left, and says which sizes the
+layers before it accept.
+
+    input [3, H, W]
+    add:
+        conv2d(8, 1)            # gives H
+        conv2d(8, 2, stride=2)  # gives H // 2: equal only at H = 0
+"""),
+    "E414": ("sizes not analysable symbolically", """
+A rule would decide on a symbolic input size other than by a requirement that archgen can
+state as valid sizes: a layer argument computed from in_height, an `if` on a size, a
+scale factor that is no simple fraction, or requirements that tie H and W together in a way
+that is not "H in one set and W in another". Give concrete sizes (`--input 3,224,224`).
+
+    input [3, H, W]
+    block up():
+        upsample(size=(in_height * 2, in_width * 2))
+    up()
+"""),
     "W500": ("stride drops pixels", """
 Some input rows or columns are never read by any window of a conv or pooling layer: the
 stride does not fit the padded input (the last rows are dropped), or the window is narrower

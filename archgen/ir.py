@@ -74,6 +74,16 @@ class Network:
     input_shape: Shape
     root: Seq
     diagnostics: list[Diagnostic]
+    # symbolic sizes (`input [3, H, W]`): each symbol's valid sizes, in input order; the
+    # shapes, params and MACs are then ints or symbolic.Sym expressions over the symbols
+    constraints: dict = factory(dict)  # name -> symbolic.Constraint
+    # a concrete network at representative sizes (RF, size-free warnings), when symbolic
+    sample: object = None
+
+    @property
+    def symbols(self) -> list[str]:
+        """The symbolic sizes' names, in input order (empty for a concrete input)."""
+        return list(self.constraints)
 
     @property
     def output_shape(self) -> Shape:

@@ -12,6 +12,7 @@ import math
 from .ir import Layer, Merge, Network, Seq, walk
 from .layers.base import REQUIRED, _show
 from .limits import RF_CAP
+from .symbolic import to_json as _size
 
 
 def arg_text(v) -> str:
@@ -46,10 +47,10 @@ def node_json(node) -> dict:
         "op": node.op,
         "line": node.span.line,
         "column": node.span.column,
-        "input_shape": list(node.in_shape) if node.in_shape else None,
-        "output_shape": list(node.out_shape) if node.out_shape else None,
-        "params": node.params,
-        "macs": node.macs,
+        "input_shape": _size(tuple(node.in_shape)) if node.in_shape else None,
+        "output_shape": _size(tuple(node.out_shape)) if node.out_shape else None,
+        "params": _size(node.params),
+        "macs": _size(node.macs),
         "receptive_field": rf_json(node.rf),
     }
     if isinstance(node, Layer):
@@ -82,7 +83,7 @@ def network_json(net: Network, file: str) -> dict:
         "file": file,
         "ok": ok,
         "network": net.name,
-        "input_shape": list(net.input_shape) if net.input_shape else None,
+        "input_shape": _size(tuple(net.input_shape)) if net.input_shape else None,
         "output_shape": None,
         "total_params": None,
         "total_macs": None,
@@ -90,9 +91,11 @@ def network_json(net: Network, file: str) -> dict:
         "diagnostics": [d.to_json() for d in net.diagnostics],
     }
     if ok:
-        doc["output_shape"] = list(net.output_shape)
-        doc["total_params"] = net.total_params
-        doc["total_macs"] = net.total_macs
+        doc["output_shape"] = _size(tuple(net.output_shape))
+        doc["total_params"] = _size(net.total_params)
+        doc["total_macs"] = _size(net.total_macs)
+        if net.constraints:  # n is valid iff min <= n (<= max) and n % modulus in residues
+            doc["constraints"] = {name: c.to_json() for name, c in net.constraints.items()}
         doc["layers"] = [node_json(n) for n in walk(net.root) if isinstance(n, Layer)]
         doc["blocks"] = [node_json(n) for n in walk(net.root)
                          if isinstance(n, (Seq, Merge)) and n is not net.root]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 
+from .symbolic import scale, smax, smin
+
 
 def conv_out(size: int, kernel: int, stride: int = 1, pad_begin: int = 0, pad_end: int = 0,
              dilation: int = 1) -> int:
@@ -39,8 +41,11 @@ def pool_out(size: int, kernel: int, stride: int, pad: int = 0, dilation: int = 
     """
     numerator = size + 2 * pad - dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)
     out = numerator // stride + 1  # floor division: ATen's div_rtn
-    if ceil_mode and (out - 1) * stride >= size + pad:
-        out -= 1
+    if ceil_mode:
+        # ATen: `if (out - 1) * stride >= size + pad: out -= 1`. With pad <= kernel / 2, out - 1
+        # is at most ceil((size + pad) / stride), and it is lowered exactly when it reaches
+        # it: min() says the same without a decision on the size (which may be symbolic).
+        out = smin(out, (size + pad + stride - 1) // stride)
     return out
 
 
@@ -69,8 +74,8 @@ def same_pads(size: int, kernel: int, stride: int = 1, dilation: int = 1) -> tup
     >>> same_pads(8, 3, 2)
     (0, 1)
     """
-    out = math.ceil(size / stride)
-    total = max((out - 1) * stride + dilation * (kernel - 1) + 1 - size, 0)
+    out = (size + stride - 1) // stride  # ceil, in integers (the size may be symbolic)
+    total = smax((out - 1) * stride + dilation * (kernel - 1) + 1 - size, 0)
     return total // 2, total - total // 2
 
 
@@ -97,7 +102,7 @@ def adaptive_max_window(size: int, out: int) -> int:
     return -(-(out - math.gcd(size, out) + size) // out)
 
 
-def upsample_out(size: int, scale: float) -> int:
+def upsample_out(size: int, factor: float) -> int:
     """Upsample's output length for a scale factor: floor(L * scale).
 
     >>> upsample_out(7, 2)
@@ -107,5 +112,4 @@ def upsample_out(size: int, scale: float) -> int:
     >>> upsample_out(5, 1e308)  # beyond any float: a size no limit accepts, not an OverflowError
     -1
     """
-    out = size * scale
-    return math.floor(out) if math.isfinite(out) else -1
+    return scale(size, factor)

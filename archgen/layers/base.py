@@ -10,6 +10,7 @@ import math
 from typing import Any, ClassVar, NamedTuple
 
 from ..record import factory, record
+from ..symbolic import holds
 
 Shape = tuple[int, ...]  # without the batch dimension
 REQUIRED = object()
@@ -357,7 +358,7 @@ def check_inferred(kind: LayerKind, a: dict, x: Shape) -> LayerError | None:
         return None
     given, actual = a.get(p.name), x[0]
     a[p.name] = actual
-    if given is None or given == actual:
+    if given is None or holds(given == actual):
         return None
     what = "features" if p.name == "in_features" else "channels"
     return LayerError("E401" if p.name == "in_features" else "E400",

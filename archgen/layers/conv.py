@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .. import shapes
+from ..symbolic import holds, smax
 from .base import RF, LayerError, LayerKind, P, Shape, Warn, fmt_tuple, positive, register, spatial
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -14,15 +15,15 @@ def check_padding_fits(mode: str, pads: tuple[tuple[int, int], tuple[int, int]],
     circular pad <= size, replicate a non-empty input."""
     h, w = spatial(x)
     for (begin, end), size, axis in ((pads[0], h, "height"), (pads[1], w, "width")):
-        worst = max(begin, end)
-        if mode == "reflect" and worst >= size:
+        worst = smax(begin, end)
+        if mode == "reflect" and not holds(worst < size):
             raise LayerError(
                 "E403", f"reflect padding of {worst} needs an input larger than {worst}, "
                 f"but the {axis} is {size}", arg=arg,
                 notes=["reflect mirrors the map without repeating its edge, so it can pad at "
                        "most size - 1 pixels"],
                 helps=["use replicate or zeros padding here, or pad less"])
-        if mode == "circular" and worst > size:
+        if mode == "circular" and not holds(worst <= size):
             raise LayerError(
                 "E403", f"circular padding of {worst} wraps around more than once: the "
                 f"{axis} is only {size}", arg=arg,
@@ -85,9 +86,12 @@ class Conv2d(LayerKind):
         out = []
         for i, size in enumerate(spatial(x)):
             begin, end = a["pads"][i]
-            n = shapes.conv_out(size, a["kernel_size"][i], a["stride"][i], begin, end,
-                                a["dilation"][i])
-            if n <= 0:
+            if a["padding"] == "same":  # ceil(size / stride) whatever the size (same_pads)
+                n = (size + a["stride"][i] - 1) // a["stride"][i]
+            else:
+                n = shapes.conv_out(size, a["kernel_size"][i], a["stride"][i], begin, end,
+                                    a["dilation"][i])
+            if not holds(n >= 1):
                 k_eff = a["dilation"][i] * (a["kernel_size"][i] - 1) + 1
                 raise LayerError(
                     "E402", f"the output {'height' if i == 0 else 'width'} would be {n}: "
@@ -258,7 +262,7 @@ class ConvTranspose2d(LayerKind):
             n = shapes.conv_transpose_out(size, a["kernel_size"][i], a["stride"][i],
                                           a["padding"][i], a["output_padding"][i],
                                           a["dilation"][i])
-            if n <= 0:
+            if not holds(n >= 1):
                 raise LayerError("E402", f"the output would have size {n}: padding "
                                  f"{a['padding'][i]} removes more than the layer produces",
                                  arg="padding")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .. import shapes
+from ..symbolic import holds
 from .base import RF, LayerError, LayerKind, P, Shape, Warn, fmt_tuple, positive, register, spatial
 from .conv import window_warnings
 
@@ -35,7 +36,7 @@ class _Pool(LayerKind):
         for i, size in enumerate(spatial(x)):
             n = shapes.pool_out(size, a["kernel_size"][i], a["stride"][i], a["padding"][i],
                                 a["dilation"][i], a["ceil_mode"])
-            if n <= 0:
+            if not holds(n >= 1):
                 raise LayerError(
                     "E402", f"the output {'height' if i == 0 else 'width'} would be {n}: a "
                     f"{a['kernel_size'][i]}-wide window does not fit the input of {size}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .. import shapes
+from ..symbolic import holds
 from .base import RF, LayerError, LayerKind, P, Shape, positive, register, spatial
 from .conv import PADDING_MODES, check_padding_fits
 
@@ -72,7 +73,7 @@ class Upsample(LayerKind):
         if a["size"] is not None:
             return (x[0], *a["size"])
         out = tuple(shapes.upsample_out(s, f) for s, f in zip(spatial(x), a["scale_factor"]))
-        if min(out) <= 0:
+        if not all(holds(n >= 1) for n in out):
             raise LayerError("E402", f"scale_factor shrinks the map to {out}", arg="scale_factor")
         return (x[0], *out)
 

@@ -28,13 +28,15 @@ class Architecture:
         self.ignore = tuple(ignore)
         self.settings = None
         self._suppressed: tuple | None = None
+        # --input: a shape (ints, and names for symbolic sizes) instead of the input line
+        self.input_override: tuple | None = None
         with _no_cyclic_gc():
             self.ast = syntax.parse(text, file)
 
     @cached_property
     def _checked(self) -> Network:
         with _no_cyclic_gc():
-            return check(self.ast)
+            return check(self.ast, self.input_override)
 
     def check(self) -> list[Diagnostic]:
         """Every diagnostic, less the suppressed warnings (archgen/suppress.py)."""

@@ -22,14 +22,15 @@ from .suppress import ConfigError
 
 def _load(path: str) -> Architecture:
     """The spec at `path`, or one line and exit 2 for a path that is not a readable UTF-8 file.
-    A FIFO or device is refused before it is opened: reading one could block for ever."""
+    A FIFO or device is refused before it is opened: reading one could block for ever.
+    `--input` (see _input_option) replaces its input line."""
     try:
         mode = os.stat(path).st_mode
         if stat.S_ISDIR(mode):
             raise _usage(f"{path} is a directory, not a .cnn spec")
         if not stat.S_ISREG(mode):
             raise _usage(f"{path} is not a regular file (a FIFO, socket or device)")
-        return load(path)
+        return _with_input(load(path))
     except (FileNotFoundError, NotADirectoryError):
         blocker = _file_in(path)
         why = f" ({blocker} is a file, not a directory)" if blocker else ""
@@ -204,10 +205,54 @@ def _read_stdin() -> Architecture:
     arch = Architecture(text.replace("\r\n", "\n"), "<stdin>")
     arch.settings = find_settings(Path.cwd())
     arch.ignore = arch.settings.ignore
+    return _with_input(arch)
+
+
+def _parse_input(ctx, param, value: str | None) -> tuple | None:
+    """`--input 3,224,224` or `--input 3,H,W`: positive integers or names (symbolic sizes),
+    any number of them; the checker says whether the rank suits the first layer."""
+    if value is None:
+        return None
+    from .limits import MAX_SIZE
+    dims = []
+    for part in value.split(","):
+        part = part.strip()
+        if part.isdecimal() and part.isascii():
+            n = int(part)
+            if not 0 < n <= MAX_SIZE:
+                raise _usage(f"--input: {part} is not a size between 1 and {MAX_SIZE:,}")
+            dims.append(n)
+        elif part.isidentifier() and part.isascii() and part not in (
+                "true", "false", "none", "True", "False", "None"):
+            dims.append(part)
+        else:
+            raise _usage(f"--input: {part!r} is neither a positive integer nor a name; "
+                         f"write the sizes as C,H,W (e.g. 3,224,224 or 3,H,W)")
+    return tuple(dims)
+
+
+def _input_option(command):
+    """`--input C,H,W` on a command: stored for _load, so that the command's body is unchanged.
+    On the targets (compile, export, parity) a symbolic input is checked symbolically and then
+    built at representative valid sizes (Architecture.for_targets)."""
+    def remember(ctx, param, value):
+        ctx.meta["archgen.input"] = _parse_input(ctx, param, value)
+        return None
+    return click.option("--input", "input_", metavar="C,H,W", default=None, expose_value=False,
+                        callback=remember, is_eager=True,
+                        help="Input size (batch excluded) instead of the spec's input line: "
+                             "integers, or names for symbolic sizes (3,H,W).")(command)
+
+
+def _with_input(arch: Architecture) -> Architecture:
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.meta.get("archgen.input") is not None:
+        arch.input_override = ctx.meta["archgen.input"]
     return arch
 
 
 @main.command()
+@_input_option
 @click.argument("specs", nargs=-1, required=True, type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "github", "sarif"]),
               default="text", show_default=True,
@@ -284,6 +329,7 @@ def check(specs: tuple[str, ...], fmt: str, strict: bool | None,
 
 
 @main.command()
+@_input_option
 @click.argument("spec")
 @click.option("--collapse", is_flag=True, help="Show runs of identical blocks once, as 'x N'.")
 def summary(spec: str, collapse: bool) -> None:
@@ -525,6 +571,7 @@ def _print_notes(notes: list[str]) -> None:
 @click.option("--print", "to_stdout", is_flag=True,
               help="Write to stdout instead of files: the PyTorch source, or the ONNX graph in "
                    "ONNX's text form (onnx.printer).")
+@_input_option
 @click.option("--name", "stem", default=None, metavar="STEM",
               help="Output file stem (default: the spec's, resnet18.cnn -> resnet18.py).")
 def compile_(specs: tuple[str, ...], out_dir: str, target: str, to_stdout: bool,
@@ -587,6 +634,7 @@ def compile_(specs: tuple[str, ...], out_dir: str, target: str, to_stdout: bool,
               help="A state_dict of the generated module, saved with torch.save.")
 @_ALLOW_NONFINITE
 @click.option("--opset", type=int, default=None, callback=_opset,
+@_input_option
               help="ONNX opset (default: archgen's), from archgen's oldest to the newest the "
                    "installed onnx defines.")
 @click.option("--dynamic-batch/--static-batch", default=True, show_default=True,
@@ -649,6 +697,7 @@ def export(spec: str, output: str, weights: str | None, allow_nonfinite: bool,
               help="Absolute mode's absolute tolerance (see --rtol).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
+@_input_option
 def parity(spec: str, weights: str | None, allow_nonfinite: bool, seed: int, batch: int,
            seeds: int, onnx_file: str | None, rtol: float | None, atol: float | None,
            fmt: str) -> None:
@@ -718,9 +767,11 @@ def report(spec: str, output: str, with_parity: bool, expand: bool) -> None:
     from .html_report import render_report, run_parity_verdict
     verdict = run_parity_verdict(arch.network) if with_parity else None
     write_output(output, render_report(arch.network, source=arch.source,
+@_input_option
                                        diagnostics=arch.check(), parity=verdict, expand=expand))
     sys.exit(0 if verdict is None or verdict.ok else 1)
 
 
 if __name__ == "__main__":
     main()
+@_input_option

@@ -20,7 +20,7 @@ diagnostic that names it (README, "Reliability", says why each number was chosen
 - MAX_EXPANDED (E305): steps of the expansion of blocks, repeats and ifs (a statement, an
   argument or a value computed is one step), 100,000: the zoo's largest, DenseNet-121, takes
   1,896 steps for 427 layers, so the limit allows networks of 20,000 layers and more; a spec
-  that reaches it is checked in a few seconds and ~150 MB. A repeat whose copies alone would
+  that reaches it is checked in about 5 s and 100 MB. A repeat whose copies alone would
   pass it is refused before expanding; the running count stops whatever else would.
 """
 

@@ -125,7 +125,8 @@ class Checker:
         if not items and not any(d.is_error for d in self.diags):
             self.error("E408", "the spec has no layers", spec.input_span or start,
                        helps=["add layers after the input line, e.g. conv2d(16, 3)"])
-        net = Network(name, self.file, spec.source, shape or (), root, self.diags)
+        net = Network(name, self.file, spec.source, shape or (), root, self.diags,
+                      blocks=spec.blocks)
         if self.symbolic and not any(d.is_error for d in self.diags):
             self._solve_sizes(net, record.requirements)
         if not any(d.is_error for d in self.diags):
@@ -140,7 +141,7 @@ class Checker:
     def _input_shape(self) -> Shape | None:
         spec = self.spec
         if spec.input_shape is None:
-            if not any(d.code == "E100" for d in self.diags):
+            if not any(d.code in ("E100", "E305") for d in self.diags):
                 self.error("E408", "the spec has no input line", Span(self.file, 1, 1, 2),
                            helps=["start with the input size, batch excluded: "
                                   "input [3, 32, 32]"])
@@ -715,6 +716,9 @@ class Checker:
         actual = x[0] if x is not None and (kind.rank is None or len(x) == kind.rank) else None
         as_keyword = [ast.Arg(inferred.name, first.value, first.span, first.span)] + \
             [a for a in call.args if a is not first]
+        if isinstance(actual, symbolic.Sym):  # in_features over symbolic sizes: the reading
+            # that fits; PyTorch's then requires the sizes to give that many (check_inferred)
+            return call.args if ours or not theirs else as_keyword
         if not theirs:
             # too many positionals either way: a matching leading value is still in_channels
             # (batchnorm2d(64, 1e-3)), so that E307 names the right keyword-only arguments
@@ -906,6 +910,7 @@ class Checker:
         items, out = self.sequence(block.body, inner, flow)
         seq = self._seq(items, flow, out, call.span, label=label, module=True, name=call.name,
                         block=block.name)
+        seq.args = env  # what the PyTorch target passes to the block's class
         return seq, out
 
     def _seq(self, items: list[Node], flow_in: _Flow, flow_out: _Flow, span: Span, *, label: str,

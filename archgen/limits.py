@@ -15,6 +15,9 @@ diagnostic that names it (README, "Reliability", says why each number was chosen
   most 32 deep, so that no stage of archgen recurses deeper than a few hundred frames.
 - MAX_ARGS (E305): 64 arguments in one call or parameters in one block (PyTorch's widest layer
   signature has 9), so that the work per argument (hints list the others) stays bounded.
+- MAX_SOURCE, MAX_LINES (E305): a spec of at most 1,000,000 characters and 50,000 statement
+  lines (the zoo's largest is 2 KB); reading is linear, ~90 us a line, so this bounds it to a
+  few seconds and tokens to a few hundred MB whatever the file.
 - RF_CAP: receptive fields saturate at 2**53 pixels instead of overflowing to infinity (JSON
   shows a saturated value as null with "saturated": true).
 - MAX_EXPANDED (E305): steps of the expansion of blocks, repeats and ifs (a statement, an
@@ -31,6 +34,8 @@ MAX_SIZE = 2**24
 MAX_ELEMENTS = 2**32
 MAX_NESTING = 32
 MAX_ARGS = 64  # arguments in one call, parameters of one block
+MAX_SOURCE = 1_000_000  # characters of one spec
+MAX_LINES = 50_000  # statement lines of one spec
 MAX_EXPANDED = 100_000
 RF_CAP = float(2**53)  # receptive fields saturate here, where floats stop counting every integer
 MAX_SAME_LINE = 3  # diagnostics of one code on one line shown before the rest are folded

@@ -20,7 +20,7 @@ import re
 
 from .diagnostics import Diagnostic, Span, split_lines
 from .hints import keyword_typo
-from .limits import MAX_ARGS, MAX_INT, MAX_NESTING
+from .limits import MAX_ARGS, MAX_INT, MAX_LINES, MAX_NESTING, MAX_SOURCE
 from .record import factory, record
 
 # ---------------------------------------------------------------------------------------------
@@ -194,10 +194,22 @@ class ParseError(Exception):
 
 def _tokenize(source: str, file: str) -> tuple[list[Line], list[Diagnostic]]:
     lines, diags = [], []
+    if len(source) > MAX_SOURCE:  # read nothing: tokens alone would cost ~200 bytes each
+        return [], [Diagnostic(
+            "error", "E305", f"the spec has {len(source):,} characters; archgen reads at most "
+            f"{MAX_SOURCE:,}", Span(file, 1, 1, 2),
+            helps=["a real spec is a few kilobytes; repeat and block say large networks "
+                   "briefly"])]
     for number, text in enumerate(split_lines(source), start=1):
         stripped = text.lstrip(" \t")
         if not stripped or stripped.startswith("#"):
             continue
+        if len(lines) == MAX_LINES:
+            diags.append(Diagnostic(
+                "error", "E305", f"the spec has more than {MAX_LINES:,} statements; archgen "
+                f"reads at most {MAX_LINES:,}", Span(file, number, 1, 2),
+                helps=["repeat and block say large networks briefly"]))
+            break
         lead = text[: len(text) - len(stripped)]
         if "\t" in lead:
             diags.append(Diagnostic(

@@ -287,6 +287,17 @@ def test_the_zoo_is_far_below_the_expansion_limit():
         assert 0 < checker.expanded < MAX_EXPANDED / 40, path
 
 
+def test_the_source_is_bounded_in_characters_and_statements():
+    from archgen.limits import MAX_LINES, MAX_SOURCE
+    text = H + "relu(" + "1," * (MAX_SOURCE // 2) + ")\n"
+    start = time.perf_counter()
+    d, _ = _only(text, "E305", 1)
+    assert f"{MAX_SOURCE:,}" in d.message and time.perf_counter() - start < 2
+    arch, codes, _ = _check(H + "\n# comment\n" + "relu()\n" * (MAX_LINES + 5))
+    d = next(d for d in arch.errors if d.code == "E305")
+    assert d.span.line == MAX_LINES + 3 and f"{MAX_LINES:,} statements" in d.message
+
+
 # -- output linear in the problems found ----------------------------------------------------------
 
 @pytest.mark.parametrize("extra", ["1", "foo=1", "x"])

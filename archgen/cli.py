@@ -557,12 +557,21 @@ _ALLOW_NONFINITE = click.option(
     help="Accept NaN and infinite values in --weights (refused by default).")
 
 
+_FOLD = click.option(
+    "--fold/--no-fold", default=True, show_default=True,
+    help="Fold each eval-mode batchnorm into the conv2d before it and leave out Identity "
+         "nodes; --no-fold keeps one node per layer.")
+_QUIET = click.option("-q", "--quiet", is_flag=True,
+                      help="No progress line on stderr (shown only on a terminal).")
+
+
 def _print_notes(notes: list[str]) -> None:
     for note in notes:
         click.echo(f"note: {note}", err=True)
 
 
 @main.command(name="compile")
+@_input_option
 @click.argument("specs", nargs=-1, required=True)
 @click.option("-o", "--out-dir", default="build", show_default=True, callback=_out_dir,
               help="Directory for the generated files.")
@@ -571,7 +580,6 @@ def _print_notes(notes: list[str]) -> None:
 @click.option("--print", "to_stdout", is_flag=True,
               help="Write to stdout instead of files: the PyTorch source, or the ONNX graph in "
                    "ONNX's text form (onnx.printer).")
-@_input_option
 @click.option("--name", "stem", default=None, metavar="STEM",
               help="Output file stem (default: the spec's, resnet18.cnn -> resnet18.py).")
 def compile_(specs: tuple[str, ...], out_dir: str, target: str, to_stdout: bool,
@@ -626,6 +634,7 @@ def compile_(specs: tuple[str, ...], out_dir: str, target: str, to_stdout: bool,
 
 
 @main.command()
+@_input_option
 @click.argument("spec")
 @click.option("-o", "--output", required=True, callback=_onnx_output,
               help="The .onnx file to write, or a directory (an existing one, or DIR/) for "
@@ -634,46 +643,61 @@ def compile_(specs: tuple[str, ...], out_dir: str, target: str, to_stdout: bool,
               help="A state_dict of the generated module, saved with torch.save.")
 @_ALLOW_NONFINITE
 @click.option("--opset", type=int, default=None, callback=_opset,
-@_input_option
               help="ONNX opset (default: archgen's), from archgen's oldest to the newest the "
                    "installed onnx defines.")
 @click.option("--dynamic-batch/--static-batch", default=True, show_default=True,
               help="Leave the batch dimension symbolic (N) or fix it to 1.")
 @click.option("--seed", type=int, default=0, show_default=True, callback=_seed,
               help="Seed of the initial weights when no checkpoint is given.")
+@_FOLD
+@_QUIET
 def export(spec: str, output: str, weights: str | None, allow_nonfinite: bool,
-           opset: int | None, dynamic_batch: bool, seed: int) -> None:
+           opset: int | None, dynamic_batch: bool, seed: int, fold: bool, quiet: bool) -> None:
     """Export SPEC to an ONNX graph, checked by onnx.checker and strict shape inference.
-    Exit 0 when written (or unchanged), 1 on errors in the spec or the checkpoint, 2 on a bad
-    path or option value."""
+    With --weights (a torch.save state_dict or a safetensors file) PyTorch is not needed: the
+    checkpoint is read with numpy and its tensors are written straight into the file; seeded
+    weights (no --weights) are calibrated by running the PyTorch module. Exit 0 when written
+    (or unchanged), 1 on errors in the spec or the checkpoint, 2 on a bad path or option
+    value."""
+    from .progress import Progress
+    progress = Progress(("check", "weights", "render", "shape inference", "write"),
+                        enabled=False if quiet else None)
+    progress.stage("check")
     arch = _load(spec)
     _fail_on_errors(arch)
-    from .emit_onnx import WeightsError, build_onnx, load_weights, save_onnx
+    from .emit_onnx import WeightsError, build_graph, load_weights
     net = arch.network
     if _names_directory(output):
         from .emit_torch import module_filename
         output = str(Path(output) / f"{Path(module_filename(net)).stem}.onnx")
     notes: list[str] = []
     try:
-        state = (load_weights(net, weights, allow_nonfinite=allow_nonfinite, notes=notes)
-                 if weights else None)
-        _print_notes(notes)
-        model = build_onnx(net, opset=opset, dynamic_batch=dynamic_batch, state_dict=state,
-                           seed=seed)
+        progress.stage("weights")
+        state = (load_weights(net, weights, allow_nonfinite=allow_nonfinite, notes=notes,
+                              reader="numpy") if weights else None)
+        built = build_graph(net, opset=opset, dynamic_batch=dynamic_batch, state_dict=state,
+                            seed=seed, fold=fold, checked=True, progress=progress)
+        progress.stage("write")
+        changed = built.save(output)
     except WeightsError as e:
+        progress.done()
+        _print_notes(notes)
         click.echo(f"error: {e}", err=True)
         click.echo("nothing written", err=True)
         sys.exit(1)
-    try:
-        changed = save_onnx(model, output)
     except ValueError as e:  # larger than protobuf's 2 GiB
+        progress.done()
         click.echo(f"error: {e}; nothing written", err=True)
         sys.exit(1)
+    finally:
+        progress.done()
+    _print_notes(notes)
     click.echo(f"{'wrote' if changed else 'unchanged'} {output} (opset "
-               f"{model.opset_import[0].version}, {net.total_params:,} params)", err=True)
+               f"{built.model.opset_import[0].version}, {net.total_params:,} params)", err=True)
 
 
 @main.command()
+@_input_option
 @click.argument("spec")
 @click.option("--weights", callback=_weights_file,
               help="A state_dict of the generated module, saved with torch.save.")
@@ -697,14 +721,19 @@ def export(spec: str, output: str, weights: str | None, allow_nonfinite: bool,
               help="Absolute mode's absolute tolerance (see --rtol).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
-@_input_option
+@_FOLD
+@_QUIET
 def parity(spec: str, weights: str | None, allow_nonfinite: bool, seed: int, batch: int,
            seeds: int, onnx_file: str | None, rtol: float | None, atol: float | None,
-           fmt: str) -> None:
+           fmt: str, fold: bool, quiet: bool) -> None:
     """Run an ONNX graph in ONNX Runtime and the generated PyTorch module on the same weights
     and inputs, with float64 PyTorch as the ground truth: ONNX passes when its error is within
     8x float32 PyTorch's own, plus 1e-6 of the outputs' magnitude. Exit 0 when it passes, 1
     otherwise, naming the first layer that diverges (2 on a bad path or option value)."""
+    from .progress import Progress
+    progress = Progress(("check", "weights", "render", "shape inference", "session", "compare"),
+                        enabled=False if quiet else None)
+    progress.stage("check")
     arch = _load(spec)
     _fail_on_errors(arch)
     from .budget import check_memory
@@ -714,23 +743,31 @@ def parity(spec: str, weights: str | None, allow_nonfinite: bool, seed: int, bat
     check_memory(net, "parity", batch)  # MemoryBudgetError before anything is allocated
     notes: list[str] = []
     try:
+        progress.stage("weights")
         state = (load_weights(net, weights, allow_nonfinite=allow_nonfinite, notes=notes)
                  if weights else None)
     except WeightsError as e:
+        progress.done()
         click.echo(f"error: {e}", err=True)
         sys.exit(1)
+    progress.done()
     _print_notes(notes)
     try:
         report = run_parity(net, state_dict=state, seed=seed, batch=batch, rtol=rtol,
-                            atol=atol, seeds=seeds, onnx_file=onnx_file)
+                            atol=atol, seeds=seeds, onnx_file=onnx_file, fold=fold,
+                            progress=progress)
     except (OnnxFileError, WeightsError) as e:
+        progress.done()
         click.echo(f"error: {e}", err=True)
         sys.exit(1)
+    finally:
+        progress.done()
     click.echo(json.dumps(report.to_json(), indent=2) if fmt == "json" else report.to_text())
     sys.exit(0 if report.ok else 1)
 
 
 @main.command()
+@_input_option
 @click.argument("spec")
 @click.option("-o", "--output", default="-", show_default=True,
               help="File to write; '-' writes to stdout.")
@@ -753,6 +790,7 @@ def diagram(spec: str, output: str, fmt: str | None, expand: bool, to_scale: boo
 
 
 @main.command()
+@_input_option
 @click.argument("spec")
 @click.option("-o", "--output", required=True, help="Path of the .html file to write.")
 @click.option("--parity", "with_parity", is_flag=True,
@@ -767,11 +805,9 @@ def report(spec: str, output: str, with_parity: bool, expand: bool) -> None:
     from .html_report import render_report, run_parity_verdict
     verdict = run_parity_verdict(arch.network) if with_parity else None
     write_output(output, render_report(arch.network, source=arch.source,
-@_input_option
                                        diagnostics=arch.check(), parity=verdict, expand=expand))
     sys.exit(0 if verdict is None or verdict.ok else 1)
 
 
 if __name__ == "__main__":
     main()
-@_input_option

@@ -39,8 +39,9 @@ from .quoting import InternalError, onnx_string, verify_onnx
 from .templating import environment
 from .weights import WeightsError, check_state, initial_state, load_weights
 
-__all__ = ["DEFAULT_OPSET", "MIN_OPSET", "InternalError", "MemoryBudgetError", "WeightsError",
-           "build_onnx", "load_weights", "save_onnx"]
+__all__ = ["DEFAULT_OPSET", "MIN_OPSET", "Built", "InternalError", "MemoryBudgetError",
+           "WeightsError", "build_graph", "build_onnx", "folded_pairs", "load_weights",
+           "save_onnx"]
 
 # 21: Gelu is an op (20), Pad has mode=wrap for circular padding and AveragePool has dilations
 # (19), and onnxruntime has run this opset since 1.18. Later opsets add nothing archgen uses.
@@ -350,6 +351,8 @@ class _Graph:
     expected: dict = field(default_factory=dict)  # value -> (node, shape without batch)
     produced: list = field(default_factory=list)  # (value, node) of every layer and merge
     taken: set = field(default_factory=set)  # node names given to add/concat so far
+    fold: bool = False  # batchnorm folded into the conv before it, no Identity nodes
+    folded: set = field(default_factory=set)  # initializers made by folding (weights, not constants)
 
     def emit(self, template: str, **ctx) -> None:
         text = _environment().get_template(f"{template}.onnx.j2").render(**ctx)
@@ -410,8 +413,14 @@ def _lower(g: _Graph, node: Node, x: str, module: str) -> str:
         return rule(g, node, x)
     if isinstance(node, Seq):
         inner = f"{node.path}." if node.module and node.path else module
-        for item in node.items:
-            x = _lower(g, item, x, inner)
+        items, i = node.items, 0
+        while i < len(items):
+            if g.fold and i + 1 < len(items) and foldable(items[i], items[i + 1]):
+                x = _conv_batchnorm(g, items[i], items[i + 1], x)
+                i += 2
+                continue
+            x = _lower(g, items[i], x, inner)
+            i += 1
         return x
     if isinstance(node, Merge):
         ys = [_lower(g, b, x, module) for b in node.branches]
@@ -419,6 +428,9 @@ def _lower(g: _Graph, node: Node, x: str, module: str) -> str:
         y = g.output_of(node, name)
         if node.mode == "concat":
             g.emit("concat", name=name, y=y, inputs=ys)
+        elif len(ys) == 1 and g.fold and node is not g.final:  # nothing to compute
+            g.expected.pop(y), g.produced.pop()
+            return ys[0]
         elif len(ys) == 1:  # nothing to add to the one branch: pass it on, named
             g.emit("unary", name=name, y=y, x=ys[0], op="Identity")
         else:
@@ -470,6 +482,81 @@ def _conv2d(g: _Graph, layer: Layer, x: str) -> str:
     y = g.output_of(layer, layer.path)
     g.emit("conv", name=layer.path, y=y, inputs=inputs, kernel_shape=a["kernel_size"],
            strides=a["stride"], pads=conv_pads(pads), dilations=a["dilation"], group=a["groups"])
+    return y
+
+
+def foldable(conv: Node, bn: Node) -> bool:
+    """Whether `bn` is an eval-mode batchnorm right after the conv2d `conv` (in one sequence,
+    so that nothing else reads the conv's output): then the two are one Conv."""
+    return (isinstance(conv, Layer) and conv.op == "conv2d" and isinstance(bn, Layer)
+            and bn.op == "batchnorm2d" and bn.args["track_running_stats"])
+
+
+def folded_pairs(net: Network) -> list[tuple[Layer, Layer]]:
+    """Every (conv, batchnorm) pair that export folds into one Conv, in forward order."""
+    out = []
+
+    def walk(node):
+        if isinstance(node, Seq):
+            for a, b in zip(node.items, node.items[1:]):
+                if foldable(a, b) and not (out and out[-1][1] is a):
+                    out.append((a, b))
+            for item in node.items:
+                walk(item)
+        elif isinstance(node, Merge):
+            for b in node.branches:
+                walk(b)
+
+    walk(net.root)
+    return out
+
+
+def fold_batchnorm(np, weight, bias, bn_args: dict, gamma, beta, mean, var):
+    """Conv weights and bias that compute batchnorm(conv(x)) in eval mode, in float64 then
+    rounded once to float32: W' = W * s, b' = (b - mean) * s + beta, s = gamma / sqrt(var +
+    eps) per output channel.
+
+    >>> import numpy as np
+    >>> w, b = fold_batchnorm(np, np.ones((2, 1, 1, 1), np.float32), None, {"eps": 0.0},
+    ...                       np.array([2.0, 1.0]), np.array([0.5, 0.0]),
+    ...                       np.array([1.0, 0.0]), np.array([4.0, 1.0]))
+    >>> w.ravel().tolist(), b.tolist()
+    ([1.0, 1.0], [-0.5, 0.0])
+    """
+    f64 = np.float64
+    scale = np.asarray(gamma, f64) / np.sqrt(np.asarray(var, f64) + f64(bn_args["eps"]))
+    w = (np.asarray(weight, f64) * scale.reshape(-1, 1, 1, 1)).astype(np.float32)
+    b0 = np.zeros_like(scale) if bias is None else np.asarray(bias, f64)
+    b = ((b0 - np.asarray(mean, f64)) * scale + np.asarray(beta, f64)).astype(np.float32)
+    return w, b
+
+
+def _conv_batchnorm(g: _Graph, conv: Layer, bn: Layer, x: str) -> str:
+    """conv2d then batchnorm2d as one Conv named after the batchnorm (whose output it is:
+    parity localises the pair by the batchnorm's name), weights folded."""
+    np = require("numpy", "onnx", "ONNX export")
+    a, c = conv.args, bn.args["num_features"]
+    st = g.state
+    bias = _float32(st[f"{conv.path}.bias"]) if a["bias"] else None
+    if bn.args["affine"]:
+        gamma, beta = _float32(st[f"{bn.path}.weight"]), _float32(st[f"{bn.path}.bias"])
+    else:
+        gamma, beta = np.ones(c), np.zeros(c)
+    w, b = fold_batchnorm(np, _float32(st[f"{conv.path}.weight"]), bias, bn.args, gamma, beta,
+                          _float32(st[f"{bn.path}.running_mean"]),
+                          _float32(st[f"{bn.path}.running_var"]))
+    pads = a["pads"]
+    if a["padding_mode"] != "zeros" and any(p for pair in pads for p in pair):
+        x = g.pad(f"{conv.path}/pad", x, f"{conv.path}/padded", pads, a["padding_mode"])
+        pads = ((0, 0), (0, 0))
+    g.initializers[f"{bn.path}/folded.weight"] = w
+    g.initializers[f"{bn.path}/folded.bias"] = b
+    g.folded.update({f"{bn.path}/folded.weight", f"{bn.path}/folded.bias"})
+    y = g.output_of(bn, bn.path)
+    g.emit("conv", name=bn.path, y=y, inputs=[x, f"{bn.path}/folded.weight",
+                                                f"{bn.path}/folded.bias"],
+           kernel_shape=a["kernel_size"], strides=a["stride"], pads=conv_pads(pads),
+           dilations=a["dilation"], group=a["groups"])
     return y
 
 
@@ -623,7 +710,10 @@ def _one_node(g: _Graph, layer: Layer, x: str, template: str, **attrs) -> str:
 
 @lowering(*_UNARY)
 def _unary(g: _Graph, layer: Layer, x: str) -> str:
-    # dropout is the identity in eval mode; an Identity node keeps the layer visible and named
+    # dropout is the identity in eval mode; an Identity node keeps the layer visible and named,
+    # unless the graph is folded (then only the network's output needs one, for its name)
+    if g.fold and _UNARY[layer.op] == "Identity" and layer is not g.final:
+        return x
     return _one_node(g, layer, x, "unary", op=_UNARY[layer.op])
 
 
@@ -745,15 +835,106 @@ def _upsample(g: _Graph, layer: Layer, x: str) -> str:
 # -- the model ----------------------------------------------------------------------------------
 
 def build_onnx(net: Network, *, opset: int | None = None, dynamic_batch: bool = True,
-               state_dict: Mapping | None = None, seed: int = 0, intermediates: bool = False):
+               state_dict: Mapping | None = None, seed: int = 0, intermediates: bool = False,
+               fold: bool = False):
     """The network as an onnx.ModelProto, weights included: `state_dict` (which must match the
     network's entries exactly, else WeightsError) or a seeded initialisation. The batch is the
     symbolic "N", or 1 with dynamic_batch=False. With intermediates=True every layer's and
-    add/concat's output is a graph output too.
+    add/concat's output is a graph output too. With fold=True every eval-mode batchnorm right
+    after a conv2d is folded into it (one Conv named after the batchnorm) and no Identity
+    node is emitted except for the graph's output.
 
     Raises SpecError for a network with errors, MemoryBudgetError (before allocating) when the
     weights would not fit in the memory available, and InternalError for anything that goes
     wrong inside: the generated graph failing its checks, or an unexpected exception."""
+    built = build_graph(net, opset=opset, dynamic_batch=dynamic_batch, state_dict=state_dict,
+                        seed=seed, intermediates=intermediates, fold=fold)
+    onnx = require("onnx", "onnx", "ONNX export")
+    _attach(onnx, built.model, built.weights)
+    return built.model
+
+
+@dataclass
+class Built:
+    """A checked graph and its weights kept apart: `model` holds every node and constant,
+    `weights` (name -> float32 numpy array, in initializer order) the rest of its
+    initializers. The file is written from the two without ever holding the serialised
+    weights (`parts`): the arrays may be mapped straight from a checkpoint."""
+
+    model: object  # onnx.ModelProto without the weights
+    weights: dict
+
+    def parts(self) -> list:
+        """The serialised model as buffers, each weight's raw bytes a view of its array: the
+        model's fields, then the graph (field 7) with the weights appended as initializers
+        (field 5), each a TensorProto whose raw_data (field 9) is the array itself."""
+        onnx = require("onnx", "onnx", "ONNX export")
+        np = require("numpy", "onnx", "ONNX export")
+        head = type(self.model)()
+        head.CopyFrom(self.model)
+        head.ClearField("graph")
+        graph = self.model.graph.SerializeToString()
+        entries, size = [], len(graph)
+        for name, arr in self.weights.items():
+            arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
+            t = onnx.TensorProto()
+            t.name = name
+            t.data_type = onnx.helper.np_dtype_to_tensor_dtype(arr.dtype)
+            t.dims.extend(arr.shape)
+            header = t.SerializeToString() + b"\x4a" + _varint(arr.nbytes)
+            entry = b"\x2a" + _varint(len(header) + arr.nbytes) + header
+            entries += [entry, memoryview(arr).cast("B")]
+            size += len(entry) + arr.nbytes
+        return [head.SerializeToString(), b"\x3a" + _varint(size), graph, *entries]
+
+    def size(self, parts: list | None = None) -> int:
+        return sum(memoryview(p).nbytes for p in (parts or self.parts()))
+
+    def tobytes(self) -> bytes:
+        """The serialised model (what onnxruntime's InferenceSession takes): one copy."""
+        return _checked_size(b"".join(self.parts()))
+
+    def save(self, path: str | Path) -> bool:
+        """Write the model atomically (fsutil.write_atomic), streaming the weights from their
+        arrays; True if the file changed."""
+        from .fsutil import write_atomic
+        parts = self.parts()
+        _checked_size(self.size(parts))
+        return write_atomic(path, parts)
+
+
+class _Silent:
+    def stage(self, name: str) -> None:
+        pass
+
+
+def _varint(n: int) -> bytes:
+    """Protobuf's base-128 varint.
+
+    >>> _varint(300)
+    b'\\xac\\x02'
+    """
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        out.append(low | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _checked_size(data):
+    size = data if isinstance(data, int) else len(data)
+    if size >= 2**31:
+        raise ValueError("the model is larger than 2 GiB, protobuf's limit for one file")
+    return data
+
+
+def build_graph(net: Network, *, opset: int | None = None, dynamic_batch: bool = True,
+                state_dict: Mapping | None = None, seed: int = 0, intermediates: bool = False,
+                fold: bool = False, checked: bool = False, progress=None) -> Built:
+    """build_onnx's graph and weights kept apart (see Built). `checked`: `state_dict` has
+    passed weights.check_state already (its arrays are used as they are). `progress`
+    (archgen.progress.Progress) is told the stages."""
     onnx = require("onnx", "onnx", "ONNX export")
     opset = DEFAULT_OPSET if opset is None else opset
     newest = onnx.defs.onnx_opset_version()
@@ -766,7 +947,8 @@ def build_onnx(net: Network, *, opset: int | None = None, dynamic_batch: bool = 
     # with a state_dict given, its memory is already taken: the graph adds its own copy
     check_memory(net, "export" if state_dict is None else "onnx")
     try:
-        return _build(onnx, net, opset, dynamic_batch, state_dict, seed, intermediates)
+        return _build(onnx, net, opset, dynamic_batch, state_dict, seed, intermediates, fold,
+                      checked, progress or _Silent())
     except (InternalError, WeightsError, MemoryBudgetError, SpecError, MissingExtra):
         raise
     except MemoryError:
@@ -778,12 +960,16 @@ def build_onnx(net: Network, *, opset: int | None = None, dynamic_batch: bool = 
 
 
 def _build(onnx, net: Network, opset: int, dynamic_batch: bool, state_dict: Mapping | None,
-           seed: int, intermediates: bool):
-    state = (check_state(net, state_dict) if state_dict is not None
-             else initial_state(net, seed))
+           seed: int, intermediates: bool, fold: bool, checked: bool, progress):
+    if state_dict is None:
+        progress.stage("weights")
+        state = initial_state(net, seed)
+    else:
+        state = state_dict if checked else check_state(net, state_dict)
+    progress.stage("render")
     batch = "N" if dynamic_batch else 1
     g = _Graph(opset, state, batch, final=_last_producer(net.root),
-               taken={layer.path for layer in net.layers()})
+               taken={layer.path for layer in net.layers()}, fold=fold)
     y = _lower(g, net.root, INPUT, "")
     if y != OUTPUT:  # nothing in the network computes: pass the input through
         g.final = net.root
@@ -811,11 +997,13 @@ def _build(onnx, net: Network, opset: int, dynamic_batch: bool, state_dict: Mapp
     # spec text goes into the model's fields, never through the text
     model.graph.name = net.name
     model.doc_string = f"{net.name}, generated by archgen from {net.file}"
-    weights = {k: g.initializers.pop(k) for k in list(g.initializers) if k in state}
+    weights = {k: g.initializers.pop(k) for k in list(g.initializers)
+               if k in state or k in g.folded}
+    progress.stage("shape inference")
     _validate(onnx, model, g.initializers, weights, g.expected, batch)
-    _attach(onnx, model, {**weights, **g.initializers})
+    _attach(onnx, model, g.initializers)
     verify_onnx(model, ONNX_OPS)
-    return model
+    return Built(model, weights)
 
 
 def _ir_version(onnx, opset: int) -> int:
@@ -886,8 +1074,13 @@ def _dims(dims) -> str:
 
 
 def save_onnx(model, path: str | Path) -> bool:
-    """Write the model atomically (see fsutil.write_atomic); True if the file changed."""
+    """Write the model atomically (see fsutil.write_atomic); True if the file changed. The
+    model is serialised once (ByteSize() would serialise it a second time under protobuf's
+    upb backend)."""
     from .fsutil import write_atomic
-    if model.ByteSize() >= 2**31:
-        raise ValueError("the model is larger than 2 GiB, protobuf's limit for one file")
-    return write_atomic(path, model.SerializeToString())
+    try:
+        data = model.SerializeToString()
+    except ValueError:  # protobuf refuses messages of 2 GiB and more
+        _checked_size(2**31)
+        raise
+    return write_atomic(path, _checked_size(data))

@@ -29,10 +29,11 @@ class OutputError(Exception):
     disk): one line for the user, naming the path and the reason."""
 
 
-def write_atomic(path: str | Path, data: str | bytes) -> bool:
+def write_atomic(path: str | Path, data: str | bytes | list) -> bool:
     """Write `data` to `path` unless it already holds exactly that; returns True if written.
-    A failure leaves the old file (or no file) in place, never a half-written one, and raises
-    OutputError for any OSError."""
+    `data` may be a list of buffers (bytes, memoryviews of arrays) written one after another,
+    so that a large file is never assembled in memory. A failure leaves the old file (or no
+    file) in place, never a half-written one, and raises OutputError for any OSError."""
     path = Path(path)
     blob = data.encode("utf-8") if isinstance(data, str) else data
     if _holds(path, blob):
@@ -113,22 +114,29 @@ def _holds(path: Path, blob: bytes) -> bool:
     """Whether `path` is a regular file with exactly these bytes (a FIFO is never read)."""
     try:
         st = path.stat()
-        if not stat.S_ISREG(st.st_mode) or st.st_size != len(blob):
+        views = _views(blob)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != sum(v.nbytes for v in views):
             return False
-        view = memoryview(blob)
         with open(path, "rb") as f:  # by chunks: a 500 MB model is not held twice
-            for start in range(0, len(view), CHUNK):
-                if f.read(CHUNK) != view[start:start + CHUNK]:
-                    return False
+            for view in views:
+                for start in range(0, len(view), CHUNK):
+                    if f.read(min(CHUNK, len(view) - start)) != view[start:start + CHUNK]:
+                        return False
             return f.read(1) == b""
     except OSError:
         return False
 
 
-def _write_all(f, blob: bytes) -> None:
-    view = memoryview(blob)
-    for start in range(0, len(view), CHUNK):
-        f.write(view[start:start + CHUNK])
+def _views(blob) -> list[memoryview]:
+    """The data as flat byte views: one for bytes, one per buffer for a list of them."""
+    parts = blob if isinstance(blob, (list, tuple)) else [blob]
+    return [memoryview(p).cast("B") for p in parts]
+
+
+def _write_all(f, blob) -> None:
+    for view in _views(blob):
+        for start in range(0, len(view), CHUNK):
+            f.write(view[start:start + CHUNK])
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from .extras import require
 from .ir import Layer, Network
-from .weights import WeightsError, check_state, initial_state, state_entries
+from .weights import WeightsError, build_module, check_state, seeded_module, state_entries
 
 # Measured with bench/bench_parity.py (README, "How parity decides"): correct exports of the zoo
 # reach at most 3x float32 PyTorch's error at the output and per layer, while a 1% change of
@@ -376,10 +376,13 @@ def state_from_onnx(net: Network, model, source: str) -> dict:
     torch = require("torch", "torch", "parity")
     from onnx import numpy_helper
     inits = {t.name: t for t in model.graph.initializer}
+    derived = _unfolded(net, inits)
     state, missing = {}, []
     for e in state_entries(net):
         if e.init[0] == "count":  # num_batches_tracked: no part of an eval-mode graph
             state[e.key] = torch.tensor(0, dtype=torch.long)
+        elif e.key in derived:
+            state[e.key] = derived[e.key]
         elif e.key in inits:
             state[e.key] = torch.from_numpy(numpy_helper.to_array(inits[e.key]).copy())
         else:
@@ -394,6 +397,30 @@ def state_from_onnx(net: Network, model, source: str) -> dict:
     return check_state(net, state, source=source)
 
 
+def _unfolded(net: Network, inits: dict) -> dict:
+    """State entries equivalent to the folded conv-batchnorm pairs of an archgen export (whose
+    Conv, named after the batchnorm, holds "<bn>/folded.weight" and "<bn>/folded.bias"): the
+    conv gets the folded weight and a zero bias, the batchnorm becomes "add the folded bias"
+    (scale 1, shift 0, mean -bias, variance 1 - eps), which computes the same function."""
+    torch = require("torch", "torch", "parity")
+    from onnx import numpy_helper
+
+    from .emit_onnx import folded_pairs
+    out = {}
+    for conv, bn in folded_pairs(net):
+        w, b = (inits.get(f"{bn.path}/folded.{role}") for role in ("weight", "bias"))
+        if w is None or b is None or not bn.args["eps"] < 1:
+            continue
+        bias = torch.from_numpy(numpy_helper.to_array(b).copy()).float()
+        c = bias.shape[0]
+        out[f"{conv.path}.weight"] = torch.from_numpy(numpy_helper.to_array(w).copy())
+        out[f"{conv.path}.bias"] = torch.zeros(c)
+        out[f"{bn.path}.weight"], out[f"{bn.path}.bias"] = torch.ones(c), torch.zeros(c)
+        out[f"{bn.path}.running_mean"] = -bias
+        out[f"{bn.path}.running_var"] = torch.full((c,), 1.0 - bn.args["eps"])
+    return out
+
+
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
@@ -402,6 +429,7 @@ def _first_line(e: BaseException) -> str:
 # -- running ----------------------------------------------------------------------------------
 
 def _torch_module(net: Network):
+    """The generated module (parity builds it on the meta device: weights.build_module)."""
     from .emit_torch import load_module
     return load_module(net)
 
@@ -411,7 +439,7 @@ def run_parity(net: Network, *, state_dict: Mapping | None = None, seed: int = 0
                opset: int | None = None,
                onnx_state_dict_override: Mapping | None = None, seeds: int = 1,
                onnx_file: str | Path | None = None, factor: float = FACTOR,
-               floor: float = FLOOR) -> ParityReport:
+               floor: float = FLOOR, fold: bool = False, progress=None) -> ParityReport:
     """Compare the generated PyTorch module with an ONNX graph on `batch` random inputs, for
     `seeds` seeds from `seed` on (each draws its own input and, without `state_dict`, its own
     weights); the report is the worst seed's.
@@ -420,7 +448,11 @@ def run_parity(net: Network, *, state_dict: Mapping | None = None, seed: int = 0
     from its initializers unless `state_dict` is given). With `rtol` or `atol` the verdict is
     absolute (the other defaults to 1e-4 or 1e-5); otherwise it is float64's (module doc).
     `onnx_state_dict_override` replaces some entries on the ONNX side only: a deliberate
-    discrepancy, for testing that the report finds it."""
+    discrepancy, for testing that the report finds it. `fold` compares the graph that
+    `archgen export` writes by default (batchnorm folded into convs, no Identity nodes).
+    `progress` (archgen.progress.Progress) is told each stage."""
+    from .progress import Progress
+    progress = progress or Progress(enabled=False)
     check_batch(batch)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds must be at least 1; received {seeds!r}")
@@ -435,7 +467,7 @@ def run_parity(net: Network, *, state_dict: Mapping | None = None, seed: int = 0
         rule = Rule("float64", factor, floor)
     torch = require("torch", "torch", "parity")
     np = require("numpy", "onnx", "parity")
-    from .emit_onnx import DEFAULT_OPSET, build_onnx
+    from .emit_onnx import DEFAULT_OPSET, build_graph
 
     notes: list[str] = []
     foreign = read_onnx_file(net, onnx_file) if onnx_file is not None else None
@@ -457,32 +489,40 @@ def run_parity(net: Network, *, state_dict: Mapping | None = None, seed: int = 0
                            foreign=foreign.path)
     if state is not None and seeds > 1:
         notes.append("the weights are fixed: each seed draws only its input")
-    module = _torch_module(net)
+    # the module is built once without default initialisation and given the weights per
+    # tensor; seeded weights come with the module that calibrated them
+    progress.stage("weights")
+    fixed = (build_module(net, state, make=lambda n: _torch_module(n)) if state is not None
+             else None)
 
     name_in, name_out = (foreign.input, foreign.output) if foreign else ("input", "output")
 
-    def prepare(s: int):
-        """The seed's weights on the module, its ONNX model and its input."""
-        st = state if state is not None else initial_state(net, s)
-        try:
-            module.load_state_dict(st, strict=True)
-        except RuntimeError as e:
-            from .emit_onnx import InternalError
-            raise InternalError(f"the generated PyTorch module's state_dict does not have the "
-                                f"network's weight entries: {e}") from None
-        module.eval()
+    def prepare(s: int, full: bool = False):
+        """The seed's module (holding its weights), its ONNX graph (a Built, or with `full` a
+        ModelProto with the weights attached) and its input."""
+        if fixed is None:
+            progress.stage("weights")
+        st, mod = (state, fixed) if fixed is not None else seeded_module(net, s)
         x = _input(np, net, s, batch)
         if foreign is not None:
-            return foreign.model, x
+            return mod, foreign.model, x
         onnx_state = dict(st)
         onnx_state.update(onnx_state_dict_override or {})
-        return build_onnx(net, opset=opset, state_dict=onnx_state), x
+        progress.stage("render")
+        built = build_graph(net, opset=opset, state_dict=onnx_state, fold=fold,
+                            checked=not onnx_state_dict_override, progress=progress)
+        if full:
+            built.model.graph.initializer.extend(_initializers(built.weights))
+            return mod, built.model, x
+        return mod, built, x
 
     runs: list[SeedRun] = []
     worst = None  # (measure, seed, reference_max, output_shape, problem)
     for s in range(seed, seed + seeds):
-        model, x = prepare(s)
+        module, model, x = prepare(s)
+        progress.stage("session")
         sess = session if foreign is not None else _session(model)
+        progress.stage("compare")
         module64 = copy.deepcopy(module).double() if rule.mode == "float64" else None
         with torch.no_grad():
             ref = module(torch.from_numpy(x.copy())).numpy()
@@ -514,10 +554,17 @@ def run_parity(net: Network, *, state_dict: Mapping | None = None, seed: int = 0
     if problem:
         report.notes.append(problem)
     if not m.ok:
-        model, x = prepare(s)
+        progress.stage("localise")
+        module, model, x = prepare(s, full=True)
         report.first_divergence = _localise(net, module, model, name_in, x, rule, report.notes,
                                             foreign.path if foreign else None)
     return report
+
+
+def _initializers(weights: dict):
+    """TensorProtos of a Built's weights (for a ModelProto that holds them)."""
+    from onnx import numpy_helper
+    return [numpy_helper.from_array(arr, name) for name, arr in weights.items()]
 
 
 def _input(np, net: Network, seed: int, batch: int):
@@ -533,9 +580,14 @@ def _session(model, path: str | None = None, foreign: str | None = None):
     ort = require("onnxruntime", "onnx", "parity")
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    if path is not None:
+        source = path
+    elif hasattr(model, "tobytes"):  # emit_onnx.Built: serialised once, weights streamed in
+        source = model.tobytes()
+    else:
+        source = model.SerializeToString()
     try:
-        return ort.InferenceSession(path if path is not None else model.SerializeToString(),
-                                    options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types
         if foreign is None:
             raise

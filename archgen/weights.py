@@ -8,6 +8,7 @@ hold the generated module to the same keys and shapes.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import pickle
 import stat
@@ -212,32 +213,58 @@ def _real_values(v, counter: bool, allow_nonfinite: bool):
                 return _nonfinite(int(bad.sum()), v.numel(), float(v[where]), where,
                                   cast_from), v, None
         return None, v, cast_from
+    ckpt = sys.modules.get("archgen.ckpt")
+    if ckpt is not None and isinstance(v, ckpt.Stored):
+        return _stored_values(ckpt, v, counter, allow_nonfinite)
     np = sys.modules.get("numpy")
     if np is not None and isinstance(v, np.ndarray):
-        kind, dtype = v.dtype.kind, str(v.dtype)
-        if kind == "c":
-            return (f"holds complex numbers ({dtype}): a cast would drop the imaginary part"
-                    ), v, None
-        if kind == "b":
-            return "holds booleans, not real-valued weights", v, None
-        if kind in "iu":
-            return (None, v, None) if counter else (
-                f"holds integers ({dtype}), not floating-point weights", v, None)
-        if kind != "f":
-            return f"holds {dtype} values, not real numbers", v, None
-        if counter:
-            return None, v, None
-        cast_from = None
-        if v.dtype != np.float32:
-            cast_from, v = dtype, v.astype(np.float32)
-        if not allow_nonfinite and not _all_finite(v):
-            bad = ~np.isfinite(v)
-            if bad.any():
-                where = tuple(int(i) for i in np.argwhere(bad)[0])
-                return _nonfinite(int(bad.sum()), v.size, float(v[where]), where,
-                                  cast_from), v, None
-        return None, v, cast_from
+        return _numpy_values(np, v, counter, allow_nonfinite)
     return None, v, None
+
+
+def _stored_values(ckpt, v, counter: bool, allow_nonfinite: bool):
+    """A tensor read by archgen.ckpt (no PyTorch), held to the same rules and words as a
+    torch.Tensor: its dtype is PyTorch's name, its values a numpy array."""
+    if v.problem:
+        return v.problem, v, None
+    if v.dtype.startswith("float8"):  # PyTorch would cast them; numpy cannot read them
+        return (f"holds {v.dtype} values, which archgen reads only through PyTorch: save it "
+                f"as float32"), v, None
+    try:
+        values = v.values()
+    except ckpt.CheckpointError as e:
+        return f"cannot be read: {e}", v, None
+    widened = v.dtype if v.dtype in ("bfloat16", "complex32") else None
+    return _numpy_values(sys.modules["numpy"], values, counter, allow_nonfinite,
+                         name=v.dtype, cast_from=widened)
+
+
+def _numpy_values(np, v, counter: bool, allow_nonfinite: bool, name: str | None = None,
+                  cast_from: str | None = None):
+    """The numpy branch of _real_values; `name` is the dtype's name in messages and
+    `cast_from` the dtype the values were already widened from (bfloat16 to float32)."""
+    kind, dtype = v.dtype.kind, name or str(v.dtype)
+    if kind == "c":
+        return (f"holds complex numbers ({dtype}): a cast would drop the imaginary part"
+                ), v, None
+    if kind == "b":
+        return "holds booleans, not real-valued weights", v, None
+    if kind in "iu":
+        return (None, v, None) if counter else (
+            f"holds integers ({dtype}), not floating-point weights", v, None)
+    if kind != "f":
+        return f"holds {dtype} values, not real numbers", v, None
+    if counter:
+        return None, v, None
+    if v.dtype != np.float32:
+        cast_from, v = dtype, v.astype(np.float32)
+    if not allow_nonfinite and not _all_finite(v):
+        bad = ~np.isfinite(v)
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            return _nonfinite(int(bad.sum()), v.size, float(v[where]), where,
+                              cast_from), v, None
+    return None, v, cast_from
 
 
 def _all_finite(v) -> bool:
@@ -278,14 +305,38 @@ def _short(value, limit: int = 60) -> str:
 # -- loading and initialising -----------------------------------------------------------------
 
 def load_weights(net: Network, path: str | Path, *, allow_nonfinite: bool = False,
-                 notes: list[str] | None = None) -> dict:
-    """A torch.save'd state_dict (loaded with weights_only=True: a checkpoint never runs code)
-    that matches the network's entries exactly, with real, finite values (NaN and infinity
-    only with `allow_nonfinite`), as float32; raises WeightsError otherwise, for any file,
-    however corrupt. `notes` gets a line per dtype that was cast."""
-    torch = require("torch", "torch", "loading weights")
+                 notes: list[str] | None = None, reader: str | None = None) -> dict:
+    """A state_dict saved with torch.save, or a safetensors file, that matches the network's
+    entries exactly, with real, finite values (NaN and infinity only with `allow_nonfinite`),
+    as float32; raises WeightsError otherwise, for any file, however corrupt. A checkpoint
+    never runs code. `notes` gets a line per dtype that was cast.
+
+    `reader` "numpy" reads the file without PyTorch (archgen.ckpt; the values are numpy arrays
+    mapped from the file; a pre-1.6 torch.save file goes to torch.load where PyTorch is
+    installed); "torch" uses torch.load(weights_only=True) (torch tensors; no safetensors).
+    The default is "torch" where PyTorch is installed, else "numpy"."""
     path = Path(path)
     help_ = "\n  = help: save the weights alone: torch.save(model.state_dict(), path)"
+    _regular_file(path, help_)
+    if reader is None:
+        reader = "torch" if importlib.util.find_spec("torch") is not None else "numpy"
+    if reader == "numpy":
+        state = _read_numpy(path, help_)
+    elif reader == "torch":
+        state = _read_torch(path, help_)
+    else:
+        raise ValueError(f"reader must be 'numpy' or 'torch', received {reader!r}")
+    if isinstance(state, Mapping):
+        for wrapper in ("state_dict", "model", "model_state_dict"):
+            if isinstance(state.get(wrapper), Mapping) and not any(
+                    _shape_of(v) is not None for v in state.values()):
+                raise WeightsError(f"{path} wraps its state_dict under the key '{wrapper}'"
+                                   f"{help_}")
+    return check_state(net, state, source=str(path), allow_nonfinite=allow_nonfinite,
+                       notes=notes)
+
+
+def _regular_file(path: Path, help_: str) -> None:
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -298,6 +349,35 @@ def load_weights(net: Network, path: str | Path, *, allow_nonfinite: bool = Fals
         raise WeightsError(f"cannot read weights: {path} is not a regular file")
     if st.st_size == 0:
         raise WeightsError(f"cannot load {path}: the file is empty (0 bytes){help_}")
+
+
+def _read_numpy(path: Path, help_: str):
+    from . import ckpt
+    try:
+        return ckpt.read_checkpoint(path)
+    except ckpt.LegacyFormat:
+        if importlib.util.find_spec("torch") is not None:
+            return _read_torch(path, help_)
+        raise WeightsError(f"cannot load {path} as a weights-only state_dict without PyTorch: "
+                           f"it is a bare pickle (torch.save's format before PyTorch 1.6, or "
+                           f"not a checkpoint); install archgen[torch] to read it, or save it "
+                           f"again with a current PyTorch{help_}") from None
+    except ckpt.CheckpointError as e:
+        if e.code_refused:
+            raise WeightsError(
+                f"cannot load {path} as a weights-only state_dict: it holds objects other "
+                f"than tensors and containers ({e}), and archgen never runs code from a "
+                f"checkpoint{help_}") from None
+        raise WeightsError(f"cannot load {path} as a weights-only state_dict (corrupt or not a "
+                           f"torch.save file): {e}{help_}") from None
+    except OSError as e:
+        raise WeightsError(f"cannot read weights from {path}: {e.strerror or e}") from None
+    except MemoryError:
+        raise WeightsError(f"cannot load {path}: it does not fit in memory") from None
+
+
+def _read_torch(path: Path, help_: str):
+    torch = require("torch", "torch", "loading weights")
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols on stderr
             warnings.simplefilter("ignore")
@@ -314,14 +394,7 @@ def load_weights(net: Network, path: str | Path, *, allow_nonfinite: bool = Fals
     except Exception as e:  # noqa: BLE001 -- a corrupt file makes torch.load raise anything
         raise WeightsError(f"cannot load {path} as a weights-only state_dict (corrupt or not a "
                            f"torch.save file): {_first_line(e)}{help_}") from None
-    if isinstance(state, Mapping):
-        for wrapper in ("state_dict", "model", "model_state_dict"):
-            if isinstance(state.get(wrapper), Mapping) and not any(
-                    _shape_of(v) is not None for v in state.values()):
-                raise WeightsError(f"{path} wraps its state_dict under the key '{wrapper}'"
-                                   f"{help_}")
-    return check_state(net, state, source=str(path), allow_nonfinite=allow_nonfinite,
-                       notes=notes)
+    return state
 
 
 def _first_line(e: BaseException) -> str:
@@ -340,11 +413,62 @@ def _unpickler_reason(e: BaseException) -> str:
     return _first_line(e)
 
 
+def build_module(net: Network, state: Mapping, make=None):
+    """The generated PyTorch module holding `state` (checked already), in eval mode: built on
+    the meta device, so that no default initialisation runs only to be overwritten, then each
+    entry assigned in place, one tensor at a time (load_state_dict scans every key for every
+    submodule: quadratic on a flat 10k-layer sequence). numpy arrays become tensors sharing
+    their memory where they are writable. `make` builds the module (emit_torch.load_module)."""
+    torch = require("torch", "torch", "building the PyTorch module")
+    from .quoting import InternalError
+    if make is None:
+        from .emit_torch import load_module as make
+    with torch.device("meta"):
+        module = make(net)
+    for key, value in state.items():
+        owner, _, role = key.rpartition(".")
+        try:
+            sub = module.get_submodule(owner)
+        except AttributeError:
+            raise InternalError(f"the generated PyTorch module has no submodule {owner!r} for "
+                                f"the weight entry {key!r}") from None
+        tensor = _as_tensor(torch, value)
+        if role in sub._parameters:
+            sub._parameters[role] = torch.nn.Parameter(tensor, requires_grad=False)
+        elif role in sub._buffers:
+            sub._buffers[role] = tensor
+        else:
+            raise InternalError(f"the generated PyTorch module's {owner!r} has no entry "
+                                f"{role!r} for the weight entry {key!r}")
+    left = [name for name, t in (*module.named_parameters(), *module.named_buffers())
+            if t.is_meta]
+    if left:
+        raise InternalError(f"the generated PyTorch module has entries the network does not: "
+                            f"{left[0]!r}")
+    return module.eval()
+
+
+def _as_tensor(torch, value):
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    np = sys.modules["numpy"]
+    arr = np.asarray(value)
+    if not arr.flags.writeable or not arr.flags.c_contiguous:
+        arr = np.array(arr)  # torch.from_numpy shares memory: it wants its own, writable copy
+    return torch.from_numpy(arr)
+
+
 def initial_state(net: Network, seed: int = 0) -> dict:
     """Seeded weights that make a comparison meaningful: He-uniform weights (activations keep
     their scale through deep ReLU stacks, where PyTorch's default init shrinks them towards
     the tolerance), PyTorch's bias bounds, and random batchnorm affine and running statistics
     so that a mix-up of mean, variance, scale or shift shows."""
+    return seeded_module(net, seed)[0]
+
+
+def seeded_module(net: Network, seed: int = 0):
+    """initial_state's weights and the calibrated module that holds them (eval mode), so that
+    parity need not build a second one."""
     torch = require("torch", "torch", "initialising weights")
     np = require("numpy", "torch", "initialising weights")
     rng = np.random.default_rng(seed)
@@ -371,7 +495,7 @@ def initial_state(net: Network, seed: int = 0) -> dict:
     return _calibrate(net, state, seed)
 
 
-def _calibrate(net: Network, state: dict, seed: int) -> dict:
+def _calibrate(net: Network, state: dict, seed: int) -> tuple[dict, object]:
     """Rescale the seeded weights on one seeded random batch so that every conv and linear
     layer gives outputs of unit scale, and measure every batchnorm's running statistics on it.
 
@@ -380,10 +504,7 @@ def _calibrate(net: Network, state: dict, seed: int) -> dict:
     the initialisation rather than the export. With unit-scale activations the two runtimes
     agree to ~1e-6."""
     torch = require("torch", "torch", "initialising weights")
-    from .emit_torch import load_module
-    module = load_module(net)
-    module.load_state_dict(state)
-    module.eval()
+    module = build_module(net, state)
     scaled = (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)
 
     def unit_scale(m, inputs, output):
@@ -409,8 +530,10 @@ def _calibrate(net: Network, state: dict, seed: int) -> dict:
         module(x)
     for hook in hooks:
         hook.remove()
-    calibrated = {k: v.detach().clone() for k, v in module.state_dict().items()}
-    for key in calibrated:
-        if key.endswith("num_batches_tracked"):
-            calibrated[key] = state[key]
-    return calibrated
+    module.eval()
+    calibrated = {}
+    for key, value in module.state_dict(keep_vars=False).items():
+        if key.endswith("num_batches_tracked"):  # back to the seeded count
+            value.zero_()
+        calibrated[key] = value
+    return calibrated, module

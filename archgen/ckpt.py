@@ -104,7 +104,18 @@ def _itemsize(dtype: str) -> int:
 def read_checkpoint(path: str | Path):
     """The object saved in `path` (a torch.save zip or a safetensors file), tensors as
     `Stored`; CheckpointError (LegacyFormat for pre-1.6 torch.save files) otherwise."""
-    path = Path(path)
+    try:
+        return _read(Path(path))
+    except (CheckpointError, OSError, MemoryError):
+        raise
+    except RecursionError:
+        raise CheckpointError("a structure nested too deeply") from None
+    except Exception as e:  # noqa: BLE001 -- zipfile and json raise anything on damaged files
+        raise CheckpointError(f"a damaged file ({type(e).__name__}: {_first_line(e)})"
+                              ) from None
+
+
+def _read(path: Path):
     with open(path, "rb") as f:
         head = f.read(8)
         if len(head) < 8:

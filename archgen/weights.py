@@ -257,7 +257,8 @@ def _numpy_values(np, v, counter: bool, allow_nonfinite: bool, name: str | None 
     if counter:
         return None, v, None
     if v.dtype != np.float32:
-        cast_from, v = dtype, v.astype(np.float32)
+        with np.errstate(over="ignore"):  # beyond float32's range: infinity, reported below
+            cast_from, v = dtype, v.astype(np.float32)
     if not allow_nonfinite and not _all_finite(v):
         bad = ~np.isfinite(v)
         if bad.any():

@@ -275,3 +275,130 @@ def test_export_notes_a_cast_and_refuses_integers(net, state, tmp_path):
                   str(_save(tmp_path, ints, "int.pt")))
     assert result.exit_code == 1 and f"'{KEY}'" in result.stderr and "integers" in result.stderr
     assert not (tmp_path / "int.onnx").exists()
+
+
+# -- the numpy reader (archgen.ckpt, used by `export --weights`): the same rules, the same words --
+
+_NON_REAL = [
+    (lambda t: t.to(torch.int64), "integers (int64)"),
+    (lambda t: t.to(torch.uint8), "integers (uint8)"),
+    (lambda t: t > 0, "booleans"),
+    (lambda t: t.to(torch.complex64), "complex numbers (complex64)"),
+    (lambda t: t.to_sparse(), "sparse tensor (sparse_coo)"),
+    (lambda t: torch.empty(t.shape, device="meta"), "meta tensor"),
+    (_quantised, "quantised tensor (qint8)"),
+]
+
+
+@pytest.mark.parametrize("make, words", _NON_REAL,
+                         ids=["int64", "uint8", "bool", "complex", "sparse", "meta", "quantised"])
+def test_numpy_reader_refuses_what_torch_refuses_in_the_same_words(net, state, tmp_path, make,
+                                                                   words):
+    path = _save(tmp_path, _with(state, KEY, make(state[KEY])))
+    messages = []
+    for reader in ("numpy", "torch"):
+        with pytest.raises(WeightsError) as err:
+            load_weights(net, path, reader=reader)
+        assert err.value.key == KEY and words in str(err.value)
+        messages.append(str(err.value))
+    assert messages[0] == messages[1]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16", "float64"])
+def test_numpy_reader_gives_torch_readers_values_and_notes(net, state, tmp_path, dtype):
+    cast = {k: (v.to(getattr(torch, dtype)) if v.is_floating_point() else v)
+            for k, v in state.items()}
+    cast[KEY] = cast[KEY].permute(0, 1, 3, 2).contiguous().permute(0, 1, 3, 2)  # strided
+    path = _save(tmp_path, cast)
+    notes_np, notes_torch = [], []
+    got = load_weights(net, path, reader="numpy", notes=notes_np)
+    want = load_weights(net, path, reader="torch", notes=notes_torch)
+    assert notes_np == notes_torch
+    for k, v in want.items():
+        assert got[k].dtype == v.numpy().dtype and np.array_equal(got[k], v.numpy()), k
+
+
+def test_numpy_reader_nonfinite_rules(net, state, tmp_path):
+    t = state[KEY].clone()
+    t[1, 2, 0, 1] = float("inf")
+    path = _save(tmp_path, _with(state, KEY, t))
+    with pytest.raises(WeightsError, match=r"1 non-finite value .* index \[1, 2, 0, 1\]"):
+        load_weights(net, path, reader="numpy")
+    assert np.isinf(load_weights(net, path, reader="numpy", allow_nonfinite=True)[KEY]).sum() == 1
+    big = _save(tmp_path, _with(state, KEY, state[KEY].double() * 1e300), "big.pt")
+    with pytest.raises(WeightsError, match="once cast from float64 to float32"):
+        load_weights(net, big, reader="numpy")
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"\x80", "weights-only"),
+    (b"not a checkpoint at all\n", "weights-only"),
+    (_zip_without_torch(), "weights-only"),
+    (_torch_bytes([1, 2, 3]), "not a state_dict"),
+    (_torch_bytes({1: 2}), "keys must be names"),
+    (_torch_bytes({"layers.0.weight": "a string"}), "not a tensor but a str"),
+    (_torch_bytes({"state_dict": {"a": 1}}), "wraps its state_dict"),
+], ids=["one-byte", "text", "zip", "list", "int-keys", "str-value", "wrapped"])
+def test_numpy_reader_files_that_are_not_state_dicts(net, tmp_path, content, words):
+    path = tmp_path / "ck.pt"
+    path.write_bytes(content)
+    with pytest.raises(WeightsError, match=re.escape(words)):
+        load_weights(net, path, reader="numpy")
+
+
+def test_numpy_reader_never_runs_a_pickle(net, state, tmp_path):
+    sentinel = tmp_path / "PWNED"
+    path = tmp_path / "evil.pt"
+    torch.save({**state, "evil": _Payload(sentinel)}, path)
+    with pytest.raises(WeightsError, match="never runs code") as err:
+        load_weights(net, path, reader="numpy")
+    assert "open" in str(err.value) and not sentinel.exists()
+
+
+def test_numpy_reader_fuzz_truncations_and_byte_flips(net, state, tmp_path):
+    """The fuzz above, through the numpy reader: loads, or a one-paragraph WeightsError."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    base = buf.getvalue()
+    start = base.index(b"\x80\x02")
+    hot = range(start, base.index(b"PK", start))
+    rng = random.Random(81)
+    path = tmp_path / "fuzz.pt"
+    outcomes = {"ok": 0, "refused": 0}
+    for case, data in _mutants(base, rng, 300, hot):
+        path.write_bytes(data)
+        try:
+            load_weights(net, path, reader="numpy")
+            outcomes["ok"] += 1
+        except WeightsError as e:
+            assert "Traceback" not in str(e) and str(e).strip(), case
+            outcomes["refused"] += 1
+        except Exception as e:  # noqa: BLE001 -- the test is that none gets here
+            pytest.fail(f"{case}: {type(e).__name__}: {e}")
+    assert outcomes["refused"] > 100
+
+
+def test_safetensors_reader(net, state, tmp_path):
+    from archgen.ckpt import save_safetensors
+    path = tmp_path / "w.safetensors"
+    save_safetensors(path, {k: v.numpy() for k, v in state.items()})
+    got = load_weights(net, path, reader="numpy")
+    for k, v in state.items():
+        assert np.array_equal(got[k], v.numpy()), k
+    bad = {k: v.numpy() for k, v in state.items()}
+    bad[KEY] = bad[KEY].astype(np.int32)
+    save_safetensors(path, bad)
+    with pytest.raises(WeightsError, match=re.escape(f"'{KEY}' in {path} holds integers (int32)")):
+        load_weights(net, path, reader="numpy")
+    # corrupt copies: header bytes changed, truncations
+    save_safetensors(path, {k: v.numpy() for k, v in state.items()})
+    base = path.read_bytes()
+    rng = random.Random(82)
+    for case, data in _mutants(base, rng, 200, range(8, base.index(b"}}") + 2)):
+        path.write_bytes(data)
+        try:
+            load_weights(net, path, reader="numpy")
+        except WeightsError as e:
+            assert str(e).strip(), case
+        except Exception as e:  # noqa: BLE001
+            pytest.fail(f"{case}: {type(e).__name__}: {e}")

@@ -129,6 +129,33 @@ def _whole(v: float) -> int | float:
 
 
 @record
+class Memory:
+    """What a layer costs in activation memory, as PyTorch's autograd spends it (memory.py
+    adds it up over the network). Sizes are elements per sample (int or symbolic), `act` being
+    the activation dtype; `fixed` tensors do not grow with the batch.
+
+    - saves: which of "input" and "output" autograd keeps for backward in training mode;
+    - aliases: the output is the input's storage (a view, or an in-place op) in training
+      mode, and `eval_aliases` in a no_grad eval forward (dropout returns its input there);
+    - extra: new tensors kept for backward, (elements, bytes per element or "act");
+    - temp: a tensor made and dropped inside the layer (an explicit pad), elements;
+    - fixed: (elements, bytes or "act" or "param") kept for backward whatever the batch;
+    - input_needs_grad: the input is kept (by an op inside the layer, an explicit pad) only
+      when the input itself requires grad.
+
+    A layer without parameters whose input does not require grad (right after the network's
+    input) is not recorded by autograd at all: it keeps nothing."""
+
+    saves: tuple = ()
+    input_needs_grad: bool = False
+    aliases: bool = False
+    eval_aliases: bool | None = None
+    extra: tuple = ()
+    temp: object = 0
+    fixed: tuple = ()
+
+
+@record
 class Warn:
     code: str
     message: str
@@ -181,6 +208,10 @@ class LayerKind:
 
     def warnings(self, a: dict, x: Shape, y: Shape) -> list[Warn]:
         return []
+
+    def memory(self, a: dict, x: Shape, y: Shape) -> Memory:
+        """What autograd keeps of this layer for backward, and what its output shares."""
+        return Memory()
 
     # -- helpers -------------------------------------------------------------------------------
     @property

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from .. import shapes
 from ..symbolic import holds, smax
-from .base import RF, LayerError, LayerKind, P, Shape, Warn, fmt_tuple, positive, register, spatial
+from .base import (RF, LayerError, LayerKind, Memory, P, Shape, Warn, fmt_tuple, positive,
+                   register, spatial)
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
@@ -117,6 +118,20 @@ class Conv2d(LayerKind):
 
     def warnings(self, a: dict, x: Shape, y: Shape) -> list[Warn]:
         return window_warnings(a["kernel_size"], a["stride"], a["pads"], a["dilation"], x, y)
+
+    def memory(self, a: dict, x: Shape, y: Shape) -> Memory:
+        """The conv keeps what it convolves: its input, or the padded copy that nn.Conv2d
+        (padding_mode other than zeros), Conv2dSame (same with a stride) or ATen (same with
+        an even kernel) makes first; reflect and replicate padding keep their input too."""
+        (t, b), (left, r) = a["pads"]
+        explicit = a["padding_mode"] != "zeros" or (
+            a["padding"] == "same" and (self.same_stride(a) or t != b or left != r))
+        if not explicit:
+            return Memory(saves=("input",))
+        padded = x[0] * (x[1] + t + b) * (x[2] + left + r)
+        keeps_input = a["padding_mode"] in ("reflect", "replicate")
+        return Memory(saves=("input",) if keeps_input else (), extra=((padded, "act"),),
+                      temp=padded, input_needs_grad=True)
 
     @staticmethod
     def same_stride(a: dict) -> bool:
@@ -281,4 +296,7 @@ class ConvTranspose2d(LayerKind):
 
     def receptive_field(self, a: dict, rf: RF, x: Shape, y: Shape) -> RF:
         return rf.scaled(a["stride"])
+
+    def memory(self, a: dict, x: Shape, y: Shape) -> Memory:
+        return Memory(saves=("input",))
 

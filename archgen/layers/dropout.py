@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .base import LayerError, LayerKind, P, Shape, Warn, register
+from math import prod
+
+from .base import LayerError, LayerKind, Memory, P, Shape, Warn, register
 
 
 class _Dropout(LayerKind):
@@ -20,6 +22,17 @@ class _Dropout(LayerKind):
                          arg="p", notes=["p is the probability of dropping, not of keeping"],
                          helps=[f"did you mean p={1 - a['p']:.2g}?"])]
         return []
+
+    def memory(self, a: dict, x: Shape, y: Shape) -> Memory:
+        """Training keeps the mask it multiplied by: dropout's is "mask" (CUDA's fused kernel
+        keeps a bool per value, the CPU a float noise tensor), dropout2d's one float per
+        channel. p=0 returns the input itself; p=1 multiplies by a scalar zero."""
+        if a["p"] == 0.0:
+            return Memory(aliases=True)
+        if a["p"] == 1.0:
+            return Memory(aliases=a["inplace"], eval_aliases=True)
+        mask = (prod(x), "mask") if self.name == "dropout" else (x[0], "act")
+        return Memory(aliases=a["inplace"], eval_aliases=True, extra=(mask,))
 
 
 @register

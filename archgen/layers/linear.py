@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from math import prod
 
-from .base import RF, LayerError, LayerKind, P, Shape, positive, register
+from .base import RF, LayerError, LayerKind, Memory, P, Shape, positive, register
 
 
 @register
@@ -40,6 +40,9 @@ class Flatten(LayerKind):
         # the flat vector as a whole sees the whole map it came from
         return rf.whole(x[1:]) if len(x) == 3 and len(y) < 3 else rf
 
+    def memory(self, a: dict, x: Shape, y: Shape) -> Memory:
+        return Memory(aliases=True)  # a view
+
 
 @register
 class Linear(LayerKind):
@@ -64,6 +67,9 @@ class Linear(LayerKind):
     def macs(self, a: dict, x: Shape, y: Shape) -> int:
         return a["in_features"] * a["out_features"]
 
+    def memory(self, a: dict, x: Shape, y: Shape) -> Memory:
+        return Memory(saves=("input",))  # and the weight, a parameter
+
 
 
 @register
@@ -72,3 +78,6 @@ class Identity(LayerKind):
     torch_class = "nn.Identity"
     doc = "passes its input through (an empty branch)"
     rank = None
+
+    def memory(self, a: dict, x: Shape, y: Shape) -> Memory:
+        return Memory(aliases=True)

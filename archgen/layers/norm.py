@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import LayerError, LayerKind, P, Shape, Warn, register
+from .base import LayerError, LayerKind, Memory, P, Shape, Warn, register
 
 
 @register
@@ -31,6 +31,13 @@ class BatchNorm2d(LayerKind):
                 "channel, which PyTorch refuses", arg="track_running_stats",
                 helps=["keep running statistics, or normalise before the map shrinks to 1x1"])]
         return []
+
+    def memory(self, a: dict, x: Shape, y: Shape) -> Memory:
+        """Training: the input, the batch's mean and inverse std (float32, one per channel)
+        and the running statistics (buffers, not parameters)."""
+        c = a["num_features"]
+        fixed = ((2 * c, 4),) + (((2 * c, "param"),) if a["track_running_stats"] else ())
+        return Memory(saves=("input",), fixed=fixed)
 
     def param_count(self, a: dict) -> int:
         return 2 * a["num_features"] if a["affine"] else 0

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from .. import shapes
 from ..symbolic import holds
-from .base import RF, LayerError, LayerKind, P, Shape, Warn, fmt_tuple, positive, register, spatial
+from math import prod
+
+from .base import (RF, LayerError, LayerKind, Memory, P, Shape, Warn, fmt_tuple, positive,
+                   register, spatial)
 from .conv import window_warnings
 
 
@@ -69,6 +72,9 @@ class MaxPool2d(_Pool):
     )
     shape_args = ("kernel_size", "stride", "padding", "dilation", "ceil_mode")
 
+    def memory(self, a: dict, x: Shape, y: Shape) -> Memory:
+        return Memory(saves=("input",), extra=((prod(y), 8),))  # and int64 indices
+
 
 @register
 class AvgPool2d(_Pool):
@@ -84,6 +90,9 @@ class AvgPool2d(_Pool):
         P("divisor_override", "int", None),
     )
     shape_args = ("kernel_size", "stride", "padding", "ceil_mode")
+
+    def memory(self, a: dict, x: Shape, y: Shape) -> Memory:
+        return Memory(saves=("input",))
 
     def check_args(self, a: dict) -> None:
         super().check_args(a)
@@ -130,6 +139,10 @@ class AdaptiveAvgPool2d(_Adaptive):
     doc = "2-D adaptive average pooling to a fixed output size"
     params = (P("output_size", "pair"),)
 
+    def memory(self, a: dict, x: Shape, y: Shape) -> Memory:
+        # to 1x1 ATen takes the mean, whose backward needs only the input's size
+        return Memory() if a["output_size"] == (1, 1) else Memory(saves=("input",))
+
 
 @register
 class AdaptiveMaxPool2d(_Adaptive):
@@ -137,3 +150,6 @@ class AdaptiveMaxPool2d(_Adaptive):
     torch_class = "nn.AdaptiveMaxPool2d"
     doc = "2-D adaptive max pooling to a fixed output size"
     params = (P("output_size", "pair"), P("return_indices", "bool", False))
+
+    def memory(self, a: dict, x: Shape, y: Shape) -> Memory:
+        return Memory(saves=("input",), extra=((prod(y), 8),))  # and int64 indices

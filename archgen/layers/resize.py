@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import shapes
 from ..symbolic import holds
-from .base import RF, LayerError, LayerKind, P, Shape, positive, register, spatial
+from .base import RF, LayerError, LayerKind, Memory, P, Shape, positive, register, spatial
 from .conv import PADDING_MODES, check_padding_fits
 
 
@@ -43,6 +43,10 @@ class Pad2d(LayerKind):
 
     def receptive_field(self, a: dict, rf: RF, x: Shape, y: Shape) -> RF:
         return rf.window((1, 1), (1, 1), (a["pads"][0][0], a["pads"][1][0]))
+
+    def memory(self, a: dict, x: Shape, y: Shape) -> Memory:
+        # constant and circular padding need only sizes; reflect and replicate the input
+        return Memory(saves=("input",) if a["mode"] in ("reflect", "replicate") else ())
 
 
 @register

@@ -1,0 +1,108 @@
+"""Memory figures against autograd itself: the tensors PyTorch saves for backward, seen through
+torch.autograd.graph.saved_tensors_hooks, each storage once, parameters excluded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import archgen
+from archgen.cli import main
+from archgen.memory import estimate
+
+torch = pytest.importorskip("torch")
+
+EXAMPLES = sorted(Path(__file__).parent.parent.joinpath("examples").glob("*.cnn"))
+BATCH = 2
+
+
+def _saved_bytes(model, x) -> int:
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    storages: dict[int, int] = {}
+
+    def pack(t):
+        s = t.untyped_storage()
+        if s.data_ptr() not in params:
+            storages[s.data_ptr()] = s.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        y = model(x)
+    del y
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_saved_for_backward_matches_autograd(path):
+    arch = archgen.load(path)
+    net = arch.network
+    torch.manual_seed(0)
+    model = arch.to_torch_module().train()
+    x = torch.randn(BATCH, *net.input_shape, requires_grad=False)
+    real = _saved_bytes(model, x)
+    predicted = estimate(net, batch=BATCH, device="cpu").saved_for_backward_bytes
+    assert abs(predicted - real) <= 0.03 * real, (path.stem, predicted, real)
+
+
+def _stack(text: str) -> tuple:
+    arch = archgen.parse(text, "stack.cnn")
+    torch.manual_seed(0)
+    model = arch.to_torch_module().train()
+    x = torch.randn(3, *arch.network.input_shape)
+    return arch, _saved_bytes(model, x), estimate(arch.network, batch=3,
+                                                  device="cpu").saved_for_backward_bytes
+
+
+@pytest.mark.parametrize("body", [
+    "conv2d(8, 3, padding=1)\nrelu(inplace=true)\nmaxpool2d(2)",
+    "conv2d(8, 3, padding=1, padding_mode=reflect)\nsilu()\navgpool2d(2)",
+    "conv2d(8, 3, stride=2, padding=same)\nbatchnorm2d()\nrelu6()\ndropout2d(0.3)",
+    "pad2d(2, mode=replicate)\nconv2d(8, 3)\nleaky_relu(inplace=true)\nupsample(scale_factor=2)",
+    "conv2d(8, 3)\nadaptive_maxpool2d(3)\nflatten()\nlinear(5)\nsigmoid()\ndropout(0.5)",
+    "conv2d(8, 3)\nadd:\n    conv2d(8, 3, padding=1)\n    identity()\nelu()\nhardswish()",
+    "conv_transpose2d(4, 2, stride=2)\nconcat:\n    conv2d(4, 1)\n    maxpool2d(3, stride=1, "
+    "padding=1)\ngelu()\nadaptive_avgpool2d(1)\nflatten()\nsoftmax(1)",
+])
+def test_each_kind_exactly(body):
+    """Small stacks cover every kind's facet; the figure is exact, not within 3%."""
+    _, real, predicted = _stack(f"input [3, 12, 10]\n{body}\n")
+    assert predicted == real
+
+
+def test_inplace_relu():
+    """relu keeps its output, relu_ the batch norm's output it overwrote: the same bytes for
+    backward; in a no_grad forward relu_ makes no second map."""
+    arch_a, a, pa = _stack("input [3, 8, 8]\nconv2d(4, 3)\nbatchnorm2d()\nrelu()\n")
+    arch_b, b, pb = _stack("input [3, 8, 8]\nconv2d(4, 3)\nbatchnorm2d()\nrelu(inplace=true)\n")
+    assert a == b == pa == pb
+    relu_a, relu_b = (list(arch.network.layers())[-1] for arch in (arch_a, arch_b))
+    assert estimate(arch_b.network).of(relu_b).inference_peak_bytes < \
+        estimate(arch_a.network).of(relu_a).inference_peak_bytes
+
+
+def test_dtype_and_batch_scale():
+    net = archgen.load("examples/lenet5.cnn").network
+    one, two = estimate(net), estimate(net, batch=4, dtype="bfloat16")
+    assert two.parameter_bytes * 2 == one.parameter_bytes
+    assert two.inference_peak_bytes == one.inference_peak_bytes * 2
+
+
+def test_json_and_summary(tmp_path):
+    r = CliRunner().invoke(main, ["check", "--format", "json", "examples/resnet18.cnn"])
+    doc = json.loads(r.output)[0]
+    assert set(doc["memory"]) >= {"parameter_bytes", "saved_for_backward_bytes",
+                                  "inference_peak_bytes"}
+    assert doc["memory"]["parameter_bytes"] == doc["total_params"] * 4
+    assert all("memory" in layer for layer in doc["layers"])
+    r = CliRunner().invoke(main, ["summary", "--batch", "2", "--dtype", "float16",
+                                  "examples/resnet18.cnn"])
+    assert "Params size (MB): 22.30" in r.output and "Estimated Total Size (MB)" in r.output
+
+
+def test_symbolic_memory_is_an_expression():
+    net = archgen.parse("input [3, H, W]\nconv2d(8, 3, padding=1)\nrelu()\n", "s.cnn").network
+    m = estimate(net)
+    assert str(m.saved_for_backward_bytes) == "44 * H * W"  # input 3 + relu's output 8 floats

@@ -135,7 +135,10 @@ def did_you_mean(word: str, choices, *, what: str = "") -> str | None:
         lower.setdefault(str(compared).lower(), name)
     key = word.lower()
     if key not in lower:
-        close = difflib.get_close_matches(key, list(lower), n=1, cutoff=0.6)
+        # only words whose lengths allow a ratio >= 0.6 (2*min / sum): the same answer, and a
+        # 500,000-letter word repeated 10,000 times costs nothing instead of hours
+        fits = [c for c in lower if 0.6 * (len(key) + len(c)) <= 2 * min(len(key), len(c))]
+        close = fits and difflib.get_close_matches(key, fits, n=1, cutoff=0.6)
         if not close:
             return None
         key = close[0]

@@ -18,6 +18,8 @@ diagnostic that names it (README, "Reliability", says why each number was chosen
 - MAX_SOURCE, MAX_LINES (E305): a spec of at most 1,000,000 characters and 50,000 statement
   lines (the zoo's largest is 2 KB); reading is linear, ~90 us a line, so this bounds it to a
   few seconds and tokens to a few hundred MB whatever the file.
+- MAX_TOKEN (E305): names, strings and floats of at most 256 characters: messages and hints
+  quote them once per expanded use, so their length must not multiply the work.
 - RF_CAP: receptive fields saturate at 2**53 pixels instead of overflowing to infinity (JSON
   shows a saturated value as null with "saturated": true).
 - MAX_EXPANDED (E305): steps of the expansion of blocks, repeats and ifs (a statement, an
@@ -36,6 +38,7 @@ MAX_NESTING = 32
 MAX_ARGS = 64  # arguments in one call, parameters of one block
 MAX_SOURCE = 1_000_000  # characters of one spec
 MAX_LINES = 50_000  # statement lines of one spec
+MAX_TOKEN = 256  # characters of one name, string or float
 MAX_EXPANDED = 100_000
 RF_CAP = float(2**53)  # receptive fields saturate here, where floats stop counting every integer
 MAX_SAME_LINE = 3  # diagnostics of one code on one line shown before the rest are folded

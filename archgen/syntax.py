@@ -20,7 +20,7 @@ import re
 
 from .diagnostics import Diagnostic, Span, split_lines
 from .hints import keyword_typo
-from .limits import MAX_ARGS, MAX_INT, MAX_LINES, MAX_NESTING, MAX_SOURCE
+from .limits import MAX_ARGS, MAX_INT, MAX_LINES, MAX_NESTING, MAX_SOURCE, MAX_TOKEN
 from .record import factory, record
 
 # ---------------------------------------------------------------------------------------------
@@ -222,10 +222,19 @@ def _tokenize(source: str, file: str) -> tuple[list[Line], list[Diagnostic]]:
             if m.start() != pos:
                 break
             kind = m.lastgroup
+            if kind in ("name", "str", "float") and m.end() - m.start() > MAX_TOKEN:
+                # checks copy names into messages and hints once per expanded use: bounded
+                what = {"name": "name", "str": "string", "float": "number"}[kind]
+                diags.append(Diagnostic(
+                    "error", "E305", f"a {what} of {m.end() - m.start():,} characters; "
+                    f"archgen reads at most {MAX_TOKEN}", Span(file, number, pos + 1, pos + 2),
+                    helps=["no layer, argument or value is spelt that long"]))
+                bad = True
+                break
             if kind != "ws" and kind != "comment":
                 tokens.append(Tok(kind, m.group(), number, pos + 1))
             pos = m.end()
-        if pos < len(text):
+        if pos < len(text) and not bad:
             ch = text[pos]
             diags.append(Diagnostic(
                 "error", "E100", f"unexpected character {ch!r}",

@@ -298,6 +298,16 @@ def test_the_source_is_bounded_in_characters_and_statements():
     assert d.span.line == MAX_LINES + 3 and f"{MAX_LINES:,} statements" in d.message
 
 
+def test_long_names_are_refused_so_that_copies_cannot_multiply_them():
+    from archgen.limits import MAX_TOKEN
+    d, _ = _only(H + "repeat 9000: " + "x" * 500_000 + "()\n", "E305", 2)
+    assert d.span.column == 14 and "500,000 characters" in d.message
+    _only(H + "conv2d(3, 3, padding_mode='" + "x" * (MAX_TOKEN + 1) + "')\n", "E305", 2)
+    start = time.perf_counter()
+    arch, codes, _ = _check(H + "repeat 2000: " + "x" * MAX_TOKEN + "()\n")
+    assert codes == ["E200"] and time.perf_counter() - start < 10
+
+
 # -- output linear in the problems found ----------------------------------------------------------
 
 @pytest.mark.parametrize("extra", ["1", "foo=1", "x"])

@@ -35,9 +35,10 @@ from typing import Any
 
 from .diagnostics import Diagnostic, Span, SpecError
 from .extras import require
-from .ir import Layer, Merge, Network, Node, Seq
+from . import syntax as sx
+from .ir import Layer, Merge, Network, Node, Seq, children, walk
 from .layers import REGISTRY
-from .layers.base import REQUIRED
+from .layers.base import REQUIRED, LayerError, coerce
 from .layers.conv import Conv2d
 from .naming import RESERVED_GLOBALS, check_name, members
 from .quoting import PythonShape, py_comment_text, py_docstring_text, py_literal, verify_python
@@ -163,9 +164,11 @@ class ClassModel:
     relative to its block's indentation."""
 
     name: str
+    base: str
     doc: list[str]
+    signature: list[str]  # `def __init__(...) -> None:`, laid out
     init: list[str]
-    forward: list[str]
+    forward: list[str]  # none: nn.Sequential's
 
 
 @dataclass
@@ -204,6 +207,7 @@ class Item:
     expr: Expr
     head: str = ""
     nodes: list[Node] = field(default_factory=list)
+    channels: str | None = None  # in a block's class: its output channels as an expression
 
 
 def _flat(expr: Expr) -> str:
@@ -223,7 +227,7 @@ def _forced(expr: Expr) -> bool:
 
 def _layout(item: Item, indent: int, width: int, tail: str = "") -> list[str]:
     pad = " " * indent
-    comment = _comment(item.nodes)
+    comment = _comment(item.nodes, item.channels)
     above = [f"{pad}# {comment}"] if comment else []
 
     def with_comment(code: str) -> list[str]:
@@ -274,15 +278,18 @@ def _absorb(into: Item, other: Item) -> None:
 
 # -- comments and docstrings ---------------------------------------------------------------------
 
-def _comment(nodes: list[Node]) -> str:
+def _comment(nodes: list[Node], channels: str | None = None) -> str:
     """`conv_block(16) -> [N, 16, 32, 32]  (line 11)`; over several instances of a shared
-    class, dimensions that differ show as ?."""
+    class, dimensions that differ show as ?, and in a block's class the channels as the
+    expression of its arguments that gives them (`-> [N, planes, ?, ?]`)."""
     if not nodes:
         return ""
     labels = _unique(n.label for n in nodes if isinstance(n, Seq) and n.block)
-    label = f"{labels[0]} " if len(labels) == 1 else ""
-    return py_comment_text(f"{label}-> {_shape([n.out_shape for n in nodes])}  "
-                           f"({_lines([n.span.line for n in nodes])})")
+    label = f"{labels[0]} " if len(labels) == 1 and channels is None else ""
+    shape = _shape([n.out_shape for n in nodes])
+    if channels is not None and shape.startswith("[N, ?"):
+        shape = f"[N, {channels}{shape[5:]}"
+    return py_comment_text(f"{label}-> {shape}  ({_lines([n.span.line for n in nodes])})")
 
 
 def _shape(shapes: list[tuple[int, ...]]) -> str:
@@ -313,6 +320,9 @@ def _class_doc(text: str) -> list[str]:
 
 # -- values ------------------------------------------------------------------------------------
 
+_VARIES = object()  # the value of an argument written as an expression of block arguments
+Exprs = dict[str, tuple[str, Any]]  # argument -> (Python text, value or _VARIES)
+
 def _collapse(v: Any) -> Any:
     """A pair or quadruple of equal values as the single value PyTorch accepts for it."""
     if isinstance(v, tuple) and len(v) in (2, 4) and len(set(v)) == 1:
@@ -326,56 +336,63 @@ def _is_default(value: Any, default: Any) -> bool:
             and isinstance(value, bool) == isinstance(default, bool))
 
 
-def _args(layer: Layer, positional: int = 0, skip: tuple[str, ...] = ()) -> list[Item]:
+def _args(layer: Layer, positional: int = 0, skip: tuple[str, ...] = (),
+          exprs: Exprs | None = None) -> list[Item]:
     """The layer's arguments in PyTorch's order, defaults left out; the first `positional`
-    ones positional, as people write them, until one of them is left out."""
+    ones positional, as people write them, until one of them is left out. `exprs` gives
+    some arguments as Python expressions of a block class's constructor arguments (text, and
+    the value when it is a constant): those are written as given."""
     out = []
     keyword_from = positional
+    exprs = exprs or {}
     for i, p in enumerate(layer.kind.params):
-        value = layer.args.get(p.name, p.default)
-        if p.name in skip or _is_default(value, p.default):
+        text, value = exprs.get(p.name, (None, layer.args.get(p.name, p.default)))
+        if p.name in skip or (value is not _VARIES and _is_default(value, p.default)):
             keyword_from = min(keyword_from, i)
             continue
-        text = py_literal(_collapse(value))
+        text = text if text is not None and value is _VARIES else py_literal(_collapse(value))
         out.append(Item(text) if i < keyword_from else Item(text, f"{p.name}="))
     return out
 
 
-# -- one conversion per layer kind -------------------------------------------------------------
+# -- one conversion per layer kind: (layer, expressions of its arguments) -> constructor call ----
 
-def _generic(positional: int) -> Callable[[Layer], Call]:
-    def lower(layer: Layer) -> Call:
-        return Call(layer.kind.torch_class, _args(layer, positional))
+def _generic(positional: int) -> Callable[..., Call]:
+    def lower(layer: Layer, exprs: Exprs | None = None) -> Call:
+        return Call(layer.kind.torch_class, _args(layer, positional, exprs=exprs))
     return lower
 
 
-def _conv2d(layer: Layer) -> Call:
+def _conv2d(layer: Layer, exprs: Exprs | None = None) -> Call:
     if Conv2d.same_stride(layer.args):  # PyTorch refuses it: SAME_UPPER through the helper
-        return Call("Conv2dSame", _args(layer, 2, skip=("padding",)))
-    return Call("nn.Conv2d", _args(layer, 2))
+        return Call("Conv2dSame", _args(layer, 2, skip=("padding",), exprs=exprs))
+    return Call("nn.Conv2d", _args(layer, 2, exprs=exprs))
 
 
-def _pool(layer: Layer) -> Call:
+def _pool(layer: Layer, exprs: Exprs | None = None) -> Call:
     a = layer.args
     skip = ("stride",) if a["stride"] == a["kernel_size"] else ()  # PyTorch's default
-    return Call(layer.kind.torch_class, _args(layer, 1, skip))
+    return Call(layer.kind.torch_class, _args(layer, 1, skip, exprs))
 
 
 _PAD_CLASSES = {"reflect": "nn.ReflectionPad2d", "replicate": "nn.ReplicationPad2d",
                 "circular": "nn.CircularPad2d"}
 
 
-def _pad2d(layer: Layer) -> Call:
-    a = layer.args
-    padding = Item(py_literal(_collapse(a["padding"])))
+def _pad2d(layer: Layer, exprs: Exprs | None = None) -> Call:
+    a, exprs = layer.args, exprs or {}
+
+    def arg(name: str) -> Item:
+        text, value = exprs.get(name, (None, a[name]))
+        return Item(text if value is _VARIES else py_literal(_collapse(value)))
     if a["mode"] != "zeros":
-        return Call(_PAD_CLASSES[a["mode"]], [padding])
+        return Call(_PAD_CLASSES[a["mode"]], [arg("padding")])
     if a["value"] != 0.0:
-        return Call("nn.ConstantPad2d", [padding, Item(py_literal(a["value"]))])
-    return Call("nn.ZeroPad2d", [padding])
+        return Call("nn.ConstantPad2d", [arg("padding"), arg("value")])
+    return Call("nn.ZeroPad2d", [arg("padding")])
 
 
-_LOWER: dict[str, Callable[[Layer], Call]] = {
+_LOWER: dict[str, Callable[..., Call]] = {
     "conv2d": _conv2d,
     "conv_transpose2d": _generic(2),
     "linear": _generic(2),
@@ -391,9 +408,590 @@ _LOWER: dict[str, Callable[[Layer], Call]] = {
 }
 
 
-def layer_call(layer: Layer) -> Call:
-    """The constructor call of one layer: nn.Conv2d(3, 16, kernel_size=3, padding=1)."""
-    return _LOWER.get(layer.op, _generic(0))(layer)
+def layer_call(layer: Layer, exprs: Exprs | None = None) -> Call:
+    """The constructor call of one layer: nn.Conv2d(3, 16, kernel_size=3, padding=1); with
+    `exprs`, some arguments as expressions: nn.Conv2d(in_channels, planes, ...)."""
+    return _LOWER.get(layer.op, _generic(0))(layer, exprs)
+
+
+# -- one class per block definition ------------------------------------------------------------
+#
+# A block becomes one class parameterised by its arguments and the input sizes it uses, written
+# from the block's definition (its `if`s become Python) with every size an expression of the
+# constructor's arguments. Every instance in the network checks the class: each argument
+# expression, evaluated with that instance's arguments, gives the instance's checked value, and
+# the instance's layers, names and shapes are the ones the class builds for those arguments.
+# A block that cannot be written so (a repeat inside it, an `if` branch no instance takes,
+# names that change with the arguments) keeps one class per distinct structure.
+
+_PRECEDENCE = {"or": 1, "and": 2, "not": 3, "==": 4, "!=": 4, "<": 4, "<=": 4, ">": 4,
+               ">=": 4, "+": 5, "-": 5, "*": 6, "//": 6, "%": 6}
+_WORDS = {"true": True, "false": False, "none": None, "True": True, "False": False,
+          "None": None}
+_SIZES = ("in_channels", "in_height", "in_width", "in_features")
+# what a layer does to the channels (features): the argument that sets them, or None (unknown)
+_CHANNELS = {"conv2d": "out_channels", "conv_transpose2d": "out_channels",
+             "linear": "out_features", "flatten": None}
+
+
+class _NotGeneric(Exception):
+    """The block cannot be written as one class for all its instances."""
+
+
+def _py(e: sx.Expr, names: frozenset[str], used: set[str], outer: int = 0) -> str:
+    """A spec expression as Python over the constructor's `names` (recorded in `used`)."""
+    if isinstance(e, (sx.Num, sx.Str)):
+        return py_literal(e.value)
+    if isinstance(e, sx.Word):
+        if e.name in names:
+            used.add(e.name)
+            return e.name
+        return py_literal(_WORDS[e.name]) if e.name in _WORDS else py_literal(e.name)
+    if isinstance(e, sx.TupleExpr):
+        return py_literal(tuple(_Raw(_py(i, names, used)) for i in e.items))
+    if isinstance(e, sx.UnaryOp):
+        if e.op == "not":
+            text, p = f"not {_py(e.operand, names, used, 3)}", 3
+        else:
+            text, p = f"{e.op}{_py(e.operand, names, used, 7)}", 7
+    elif isinstance(e, sx.BinOp) and e.op in _PRECEDENCE:
+        p = _PRECEDENCE[e.op]
+        left = _py(e.left, names, used, p + (p == 4))  # comparisons do not chain
+        text = f"{left} {e.op} {_py(e.right, names, used, p + 1)}"
+    else:  # `/` is exact in the spec and a float in Python
+        raise _NotGeneric(f"expression {type(e).__name__}")
+    return f"({text})" if p < outer else text
+
+
+class _Raw(str):
+    """Python text that py_literal writes as it is (a tuple of expressions)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _ev(e: sx.Expr, env: dict) -> Any:
+    """A spec expression's value, as the checker computes it."""
+    if isinstance(e, (sx.Num, sx.Str)):
+        return e.value
+    if isinstance(e, sx.Word):
+        return env[e.name] if e.name in env else _WORDS.get(e.name, e.name)
+    if isinstance(e, sx.TupleExpr):
+        return tuple(_ev(i, env) for i in e.items)
+    if isinstance(e, sx.UnaryOp):
+        v = _ev(e.operand, env)
+        return (not v) if e.op == "not" else (-v if e.op == "-" else v)
+    if isinstance(e, sx.BinOp):
+        left = _ev(e.left, env)
+        if e.op in ("and", "or"):
+            return (left and _ev(e.right, env)) if e.op == "and" else \
+                (left or _ev(e.right, env))
+        right = _ev(e.right, env)
+        ops = {"==": lambda: left == right, "!=": lambda: left != right,
+               "<": lambda: left < right, "<=": lambda: left <= right,
+               ">": lambda: left > right, ">=": lambda: left >= right,
+               "+": lambda: left + right, "-": lambda: left - right,
+               "*": lambda: left * right, "//": lambda: left // right,
+               "%": lambda: left % right}
+        if e.op in ops:
+            return ops[e.op]()
+    raise _NotGeneric(f"expression {type(e).__name__}")
+
+
+def _value(e: sx.Expr, env: dict) -> Any:
+    try:
+        return _ev(e, env)
+    except _NotGeneric:
+        raise
+    except Exception as err:  # noqa: BLE001  (any failure: the class would not be exact)
+        raise _NotGeneric(f"evaluating: {err}") from None
+
+
+def _subst(e: sx.Expr | None, mapping: dict[str, sx.Expr]) -> sx.Expr | None:
+    """`e` with the names of `mapping` replaced by their expressions."""
+    if e is None:
+        return None
+    if isinstance(e, sx.Word):
+        return mapping.get(e.name, e)
+    if isinstance(e, sx.BinOp):
+        return sx.BinOp(e.span, e.op, _subst(e.left, mapping), _subst(e.right, mapping))
+    if isinstance(e, sx.UnaryOp):
+        return sx.UnaryOp(e.span, e.op, _subst(e.operand, mapping))
+    if isinstance(e, sx.TupleExpr):
+        return sx.TupleExpr(e.span, [_subst(i, mapping) for i in e.items])
+    return e
+
+
+def _constant(e: sx.Expr, names: frozenset[str]) -> bool:
+    """Whether `e` uses none of `names` (other words are enumeration values: `zeros`)."""
+    return not any(isinstance(n, sx.Word) and n.name in names for n in _sub_exprs(e))
+
+
+def _sub_exprs(e: sx.Expr):
+    yield e
+    for child in (getattr(e, "left", None), getattr(e, "right", None),
+                  getattr(e, "operand", None), *getattr(e, "items", ())):
+        if child is not None:
+            yield from _sub_exprs(child)
+
+
+def _same(a: Any, b: Any) -> bool:
+    return _collapse(a) == _collapse(b) and isinstance(a, bool) == isinstance(b, bool)
+
+
+def _key_of(span: Span) -> tuple[int, int]:
+    return (span.line, span.column)
+
+
+def _nodes_by_span(seq: Seq) -> dict[tuple[int, int], Node]:
+    """The nodes of one block instance by the place of the statement that made them, not
+    looking inside the block instances it holds."""
+    found: dict[tuple[int, int], Node] = {}
+
+    def visit(node: Node) -> None:
+        for child in children(node):
+            if not (isinstance(child, Seq) and not child.module):  # not an anonymous branch
+                found.setdefault(_key_of(child.span), child)
+            if not (isinstance(child, Seq) and child.block):
+                visit(child)
+    visit(seq)
+    return found
+
+
+@dataclass
+class _If:
+    """`if` / `elif` / `else` in a method body: (header, body) pairs."""
+
+    clauses: list[tuple[str, list]]
+
+
+@dataclass
+class _BlockClass:
+    name: str
+    base: str
+    signature: list[str]  # `name: type = default` after self
+    params: list[str]
+    defaults: dict[str, Any]  # constant defaults, by value
+    computed: dict[str, sx.Expr]  # defaults computed from other arguments
+    init: list
+    forward: list
+    out: sx.Expr | None  # output channels (features) over `params`
+    instances: list[Seq]
+    spec_signature: str  # the block's parameters as the spec writes them
+
+
+class _Walk:
+    """One pass over a block's definition for all its instances at once."""
+
+    def __init__(self, lowering: _Lowering, block: sx.BlockDef, instances: list[Seq]):
+        self.low = lowering
+        self.block = block
+        self.instances = instances
+        self.envs = [seq.args for seq in instances]
+        self.found = [_nodes_by_span(seq) for seq in instances]
+        self.style = _unique(seq.style for seq in instances)
+        if len(self.style) != 1:
+            raise _NotGeneric("instances of different styles")
+        self.sequential = self.style[0] == "sequential"
+        for p in block.params:  # a parameter must not hide a name the class itself uses
+            if not p.name.isidentifier() or p.name.startswith("_") or keyword.iskeyword(
+                    p.name) or keyword.issoftkeyword(p.name) or hasattr(builtins, p.name) or \
+                    p.name in RESERVED_GLOBALS or p.name in ("self", "layers", "i"):
+                raise _NotGeneric(f"the parameter name {p.name}")
+        self.names = frozenset({*(p.name for p in block.params),
+                                *(n for n in _SIZES if n in self.envs[0])})
+        self.used: set[str] = set()
+        self.channels = [env.get("in_channels", env.get("in_features")) for env in self.envs]
+        self.attrs: list[str] = []  # module attributes, in order
+        self.fresh = _Fresh()
+
+    def py(self, e: sx.Expr) -> str:
+        return _py(e, self.names, self.used)
+
+    def nodes(self, stmt: sx.Stmt, active: list[int], kind: type) -> list:
+        nodes = [self.found[i].get(_key_of(stmt.span)) for i in active]
+        if not all(isinstance(n, kind) for n in nodes):
+            raise _NotGeneric(f"line {stmt.span.line}: instances differ")
+        return nodes
+
+    def check_channels(self, c: sx.Expr | None, active: list[int]) -> None:
+        if c is not None and any(not _same(_value(c, self.envs[i]), self.channels[i])
+                                 for i in active):
+            raise _NotGeneric("channels")
+
+    # -- statements: init items (and forward items for a class-style block) -----------------
+    def body(self, stmts: list[sx.Stmt], active: list[int], c: sx.Expr | None, cur: str,
+             dst: str, init: list, forward: list) -> tuple[sx.Expr | None, str]:
+        for stmt in stmts:
+            c, cur = self.statement(stmt, active, c, cur, dst, init, forward)
+        return c, cur
+
+    def statement(self, stmt, active, c, cur, dst, init, forward):
+        if isinstance(stmt, sx.Call) and stmt.func in self.low.net.blocks:
+            nodes = self.nodes(stmt, active, Seq)
+            expr, c = self.block_call(stmt, nodes, active, c)
+        elif isinstance(stmt, sx.Call):
+            nodes = self.nodes(stmt, active, Layer)
+            expr, c = self.layer(stmt, nodes, active, c)
+        elif isinstance(stmt, sx.Group) and stmt.name is None:  # a branch: this module's
+            return self.body(stmt.body, active, c, cur, dst, init, forward)
+        elif isinstance(stmt, sx.Group):
+            nodes = self.nodes(stmt, active, Seq)
+            if any(n.style != "sequential" for n in nodes):
+                raise _NotGeneric("a named group of named layers")
+            items: list = []
+            self.grouped += 1
+            try:
+                c, _ = self.body(stmt.body, active, c, "", "", items, [])
+            finally:
+                self.grouped -= 1
+            if any(isinstance(i, _If) for i in items):
+                raise _NotGeneric("an if inside a group")
+            expr = Call("nn.Sequential", items, explode=True)
+        elif isinstance(stmt, sx.Merge):
+            return self.merge(stmt, active, c, cur, dst, init, forward)
+        elif isinstance(stmt, sx.If):
+            return self.choice(stmt, active, c, cur, dst, init, forward)
+        else:
+            raise _NotGeneric(type(stmt).__name__)
+        for i, node in zip(active, nodes):
+            self.channels[i] = node.out_shape[0] if node.out_shape else None
+        self.check_channels(c, active)
+        shown = "?" if c is None else self.py(c)
+        if self.grouped:  # a member of a group's nn.Sequential
+            init.append(Item(expr, "", nodes, shown))
+            return c, cur
+        if self.sequential:  # a member of the block, itself an nn.Sequential
+            init.append(Item(Call("layers.append", [Item(expr)]), "", nodes, shown)
+                        if self.lists else Item(expr, "", nodes, shown))
+            return c, cur
+        attrs = _unique(n.attr for n in nodes)
+        if len(attrs) != 1:
+            raise _NotGeneric("names that change with the arguments")
+        self.attrs.append(attrs[0])
+        init.append(Item(expr, f"self.{attrs[0]} = ", nodes, shown))
+        forward.append(Item(Call(f"self.{attrs[0]}", [Item(cur)]), f"{dst} = ", nodes, shown))
+        return c, dst
+
+    lists = False  # a sequential block with an `if`: members appended to a list
+    grouped = 0  # inside a named group (an nn.Sequential of its own)
+
+    def layer(self, stmt: sx.Call, nodes: list[Layer], active: list[int], c):
+        kind = nodes[0].kind
+        written = self.bind(stmt, [p.name for p in kind.positional], {p.name for p in kind.params})
+        schema = {p.name: p for p in kind.params}
+        exprs: Exprs = {}
+        for name, e in written.items():
+            for i, node in zip(active, nodes):
+                try:
+                    got = coerce(schema[name], _value(e, self.envs[i]))
+                except LayerError:
+                    raise _NotGeneric("a value the layer normalises") from None
+                if not _same(got, node.args[name]):
+                    raise _NotGeneric(f"line {stmt.span.line}: {name}")
+            exprs[name] = (self.py(e), coerce(schema[name], _ev(e, {}))
+                           if _constant(e, self.names) else _VARIES)
+        inferred = kind.inferred
+        if inferred is not None and inferred.name not in written:
+            if c is None:
+                raise _NotGeneric("an inferred size after flatten")
+            for i, node in zip(active, nodes):
+                if not _same(_value(c, self.envs[i]), node.args[inferred.name]):
+                    raise _NotGeneric("inferred size")
+            exprs[inferred.name] = (self.py(c), _VARIES)
+        call = layer_call(nodes[0], exprs)
+        if len({_key(Item(layer_call(n, exprs))) for n in nodes}) != 1:
+            raise _NotGeneric(f"line {stmt.span.line}: lowered differently")
+        if call.func in HELPERS:
+            self.low.helpers.add(call.func)
+        if kind.name in _CHANNELS:
+            out = _CHANNELS[kind.name]
+            c = written.get(out) if out else None
+        return call, c
+
+    def bind(self, stmt: sx.Call, positional: list[str], allowed) -> dict[str, sx.Expr]:
+        written: dict[str, sx.Expr] = {}
+        overrides = getattr(stmt, "overrides", set())
+        for n, arg in enumerate(stmt.args):
+            name = arg.name if arg.name is not None else (
+                positional[n] if n < len(positional) else None)
+            if name is None or name not in allowed or (name in written and
+                                                       name not in overrides):
+                raise _NotGeneric("arguments bound as PyTorch reads them")
+            written[name] = arg.value
+        return written
+
+    def block_call(self, stmt: sx.Call, nodes: list[Seq], active: list[int], c):
+        inner = self.low.block_class(stmt.func)
+        if inner is None:
+            raise _NotGeneric(f"block {stmt.func}")
+        block = self.low.net.blocks[stmt.func]
+        written = self.bind(stmt, [p.name for p in block.params], {p.name for p in block.params})
+        mapping: dict[str, sx.Expr] = dict(written)
+        items = []
+        for name in inner.params:
+            if name in _SIZES:
+                if name != "in_channels" and name != "in_features" or c is None:
+                    raise _NotGeneric(f"{name} of a block inside a block")
+                mapping[name] = c
+                items.append(Item(self.py(c)))
+            elif name in written:
+                keyword = name in inner.defaults or name in inner.computed
+                items.append(Item(self.py(written[name]), f"{name}=" if keyword else ""))
+            elif name in inner.computed:
+                mapping[name] = _subst(inner.computed[name], mapping)
+            else:
+                mapping[name] = sx.Num(stmt.span, inner.defaults[name])
+        for i, node in zip(active, nodes):
+            for name, e in mapping.items():
+                if not _same(_value(e, self.envs[i]), node.args[name]):
+                    raise _NotGeneric(f"line {stmt.span.line}: {name}")
+        return Call(inner.name, items), _subst(inner.out, mapping)
+
+    def merge(self, stmt: sx.Merge, active, c, cur, dst, init, forward):
+        if self.sequential:
+            raise _NotGeneric("a merge in a sequential block")
+        nodes = self.nodes(stmt, active, Merge)
+        before = list(self.channels)
+        results, outs = [], []
+        for branch in stmt.branches:
+            if isinstance(branch, sx.Repeat):
+                raise _NotGeneric("repeat in a merge")
+            self.channels = [before[i] if i in active else ch
+                             for i, ch in enumerate(self.channels)]
+            var = self.fresh()
+            out, result = self.body([branch], active, c, cur, var, init, forward)
+            results.append(result)
+            outs.append(out)
+        if stmt.mode == "add":
+            combined: Expr = Sum(results)
+            c = outs[0]
+        else:
+            joined = Call("", [Item(r) for r in results], brackets="[]")
+            combined = Call("torch.cat", [Item(joined), Item("1", "dim=")])
+            c = None if None in outs else outs[0]
+            for o in outs[1:] if c is not None else ():
+                c = sx.BinOp(stmt.span, "+", c, o)
+        for i, node in zip(active, nodes):
+            self.channels[i] = node.out_shape[0]
+        self.check_channels(c, active)
+        forward.append(Item(combined, f"{dst} = ", nodes, "?" if c is None else self.py(c)))
+        return c, dst
+
+    def choice(self, stmt: sx.If, active, c, cur, dst, init, forward):
+        clauses: list[tuple[sx.Expr | None, list]] = []
+        while True:  # an elif chain
+            clauses.append((stmt.cond, stmt.body))
+            if len(stmt.orelse) == 1 and isinstance(stmt.orelse[0], sx.If):
+                stmt = stmt.orelse[0]
+                continue
+            clauses.append((None, stmt.orelse))
+            break
+        chosen: list[list[int]] = [[] for _ in clauses]
+        for i in active:
+            for n, (cond, _) in enumerate(clauses):
+                truth = True if cond is None else _value(cond, self.envs[i])
+                if not isinstance(truth, bool):
+                    raise _NotGeneric("a condition")
+                if truth:
+                    chosen[n].append(i)
+                    break
+        before = list(self.channels)
+        parts = []  # (condition text, init, forward, attrs, channels out, result)
+        for (cond, body), subset in zip(clauses, chosen):
+            if not subset:
+                if body:
+                    raise _NotGeneric("an if branch that no instance takes")
+                parts.append((cond, [], [], [], c, cur))
+                continue
+            self.channels = [before[i] if i in subset else ch
+                             for i, ch in enumerate(self.channels)]
+            attrs_before = len(self.attrs)
+            sub_init, sub_forward = [], []
+            out, result = self.body(body, subset, c, cur, dst, sub_init, sub_forward)
+            if result != dst and sub_forward:
+                sub_forward.append(Item(result, f"{dst} = "))
+                result = dst
+            parts.append((cond, sub_init, sub_forward, self.attrs[attrs_before:], out, result))
+        # the channels after the if: an expression right for every instance
+        outs = [p[4] for p in parts]
+        c = next((o for o in outs if o is not None and all(
+            _same(_value(o, self.envs[i]), self.channels[i]) for i in active)), None)
+        if c is None and any(o is not None for o in outs):
+            raise _NotGeneric("channels after an if")
+        every = _unique(a for p in parts for a in p[3])
+        init_clauses, forward_clauses = [], []
+        for n, (cond, sub_init, _, attrs, _, _) in enumerate(parts):
+            absent = [Item("None", f"self.{a} = ") for a in every if a not in attrs]
+            header = "else:" if cond is None else \
+                f"{'if' if n == 0 else 'elif'} {self.py(cond)}:"
+            init_clauses.append((header, sub_init + absent or [Item("pass")]))
+        init.append(_If(_trim(init_clauses)))
+        if self.sequential:
+            return c, cur
+        results = _unique(p[5] for p in parts)
+        if len(results) > 1 and cur in results and cur != dst:  # a clause passes through
+            forward.append(Item(cur, f"{dst} = "))
+        # each clause is told apart by a member only it has (None in the others); one clause
+        # without such a member, or one that passes its input through, comes last: `else`
+        tested = [(p[3], p[2]) for p in parts if p[2]]
+        empty = len(tested) < len(parts)
+        if not tested:
+            return c, cur
+        owns = [[a for a in attrs if not any(a in other for m, (other, _) in enumerate(tested)
+                                             if m != n)] for n, (attrs, _) in enumerate(tested)]
+        order = sorted(range(len(tested)), key=lambda n: not owns[n])
+        if sum(not own for own in owns) + empty > 1:
+            raise _NotGeneric("clauses told apart by no member")
+        for k, n in enumerate(order):
+            header = "else:" if not owns[n] else \
+                f"{'if' if k == 0 else 'elif'} self.{owns[n][0]} is not None:"
+            forward_clauses.append((header, tested[n][1]))
+        forward.append(_If(forward_clauses))
+        return c, dst if len(results) > 1 or results[0] != cur else results[0]
+
+
+def _trim(clauses: list[tuple[str, list]]) -> list[tuple[str, list]]:
+    """Drop a trailing `else: pass`."""
+    if len(clauses) > 1 and clauses[-1][0] == "else:" and \
+            [_key(i) for i in clauses[-1][1]] == [_key(Item("pass"))]:
+        return clauses[:-1]
+    return clauses
+
+
+def _annotation(values: list[Any]) -> str:
+    """`: int` for the numbers and flags the instances pass; nothing for words and tuples."""
+    if all(isinstance(v, bool) for v in values):
+        return ": bool"
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return ": int"
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return ": float"
+    return ""
+
+
+def _block_class(low: _Lowering, block: sx.BlockDef, instances: list[Seq]) -> _BlockClass:
+    walk = _Walk(low, block, instances)
+    walk.lists = walk.sequential and any(isinstance(s, sx.If) for s in block.body)
+    env = walk.envs[0]
+    size = next((n for n in ("in_channels", "in_features") if n in env), None)
+    c = sx.Word(block.span, size) if size else None
+    init: list = []
+    forward: list = []
+    c, result = walk.body(block.body, list(range(len(instances))), c, "x", "x", init, forward)
+    defaults: dict[str, Any] = {}
+    computed: dict[str, sx.Expr] = {}
+    fixups: list = []
+    signature: list[str] = []
+    for p in block.params:
+        annotation = _annotation([seq.args[p.name] for seq in instances])
+        if p.default is None:
+            if defaults or computed:
+                raise _NotGeneric("a parameter without a default after one with")
+            signature.append(f"{p.name}{annotation}")
+        elif _constant(p.default, walk.names):
+            defaults[p.name] = _value(p.default, {})
+            equals = " = " if annotation else "="
+            signature.append(f"{p.name}{annotation}{equals}{py_literal(defaults[p.name])}")
+        else:
+            computed[p.name] = p.default
+            signature.append(f"{p.name}{annotation} | None = None" if annotation
+                             else f"{p.name}=None")
+            fixups.append(_If([(f"if {p.name} is None:",
+                                [Item(walk.py(p.default), f"{p.name} = ")])]))
+    sizes = [n for n in _SIZES if n in walk.used]
+    params = sizes + [p.name for p in block.params]
+    signature = [f"{n}: int" for n in sizes] + signature
+    if walk.sequential and walk.lists:
+        body = [*fixups, Item("[]", "layers: list[nn.Module] = "), *init,
+                Item(Call("super().__init__", [Item("*layers")]))]
+    elif walk.sequential:
+        body = [*fixups, Item(Call("super().__init__", init, explode=bool(init)))]
+    else:
+        body = [Item(Call("super().__init__")), *fixups, *init]
+        forward = [*forward, Item(result, "return ")]
+    name = low.new_name(_camel(block.name))
+    return _BlockClass(name, "nn.Sequential" if walk.sequential else "nn.Module", signature,
+                       params, defaults, computed, body, [] if walk.sequential else forward,
+                       c, instances, ", ".join(_param_text(p) for p in block.params))
+
+
+def _param_text(p: sx.Param) -> str:
+    return p.name if p.default is None else \
+        f"{p.name}={_py(p.default, frozenset({'in_channels', 'in_height', 'in_width'}), set())}"
+
+
+def _site_args(cls: _BlockClass, seq: Seq) -> list[Item]:
+    """The arguments of one instance's constructor call: sizes and required arguments
+    positional, the others by name where they differ from their default."""
+    items = []
+    for name in cls.params:
+        value = seq.args[name]
+        if name in cls.defaults:
+            if _same(value, cls.defaults[name]):
+                continue
+        elif name in cls.computed:
+            if _same(value, _value(cls.computed[name], seq.args)):
+                continue
+        else:
+            items.append(Item(py_literal(value)))
+            continue
+        items.append(Item(py_literal(value), f"{name}="))
+    return items
+
+
+def _runs(items: list[Item], classes: set[str]) -> list[Item]:
+    """Consecutive identical calls of a block class as one loop (`*[Basic(64) for _ in
+    range(2)]`), and three or more whose integer arguments grow by a fixed step too
+    (`*[DenseLayer(64 + i * 32) for i in range(6)]`)."""
+    out: list[Item] = []
+    n = 0
+    while n < len(items):
+        first = items[n]
+        end = n + 1
+        if isinstance(first.expr, Call) and first.expr.func in classes:
+            while end < len(items) and _steps(items[n:end + 1]) is not None:
+                end += 1
+        run = items[n:end]
+        steps = _steps(run) if len(run) > 1 else None
+        if steps is not None and (len(run) > 2 or not any(steps)):
+            variable = "i" if any(steps) else "_"
+            args = []
+            for arg, step in zip(first.expr.args, steps):
+                text = arg.expr
+                if step:
+                    text = f"{text} + i * {step}" if step > 0 else f"{text} - i * {-step}"
+                    text = text.replace("0 + i", "i", 1) if text.startswith("0 + ") else text
+                args.append(arg.head + text)
+            loop = f"*[{first.expr.func}({', '.join(args)}) for {variable} in range({len(run)})]"
+            out.append(Item(loop, "", [node for item in run for node in item.nodes]))
+        else:
+            run = run[:1]
+            out.append(first)
+        n += len(run)
+    return out
+
+
+def _steps(run: list[Item]) -> list[int] | None:
+    """Per argument, the fixed step between the calls of `run` (0: the same), or None."""
+    calls = [item.expr for item in run]
+    if not all(isinstance(c, Call) and c.func == calls[0].func and
+               [a.head for a in c.args] == [a.head for a in calls[0].args] for c in calls):
+        return None
+    steps = []
+    for k, arg in enumerate(calls[0].args):
+        texts = [c.args[k].expr for c in calls]
+        if len(set(texts)) == 1:
+            steps.append(0)
+            continue
+        if not all(isinstance(t, str) and re.fullmatch(r"-?[0-9]+", t) for t in texts):
+            return None
+        values = [int(t) for t in texts]
+        diffs = {b - a for a, b in zip(values, values[1:])}
+        if len(diffs) != 1:
+            return None
+        steps.append(diffs.pop())
+    return steps
 
 
 # -- lowering ----------------------------------------------------------------------------------
@@ -409,9 +1007,28 @@ class _Draft:
 class _Lowering:
     def __init__(self, net: Network):
         self.net = net
-        self.drafts: dict[tuple, _Draft] = {}  # (base name, code) -> class, in post-order
+        self.drafts: dict[tuple, _Draft] = {}  # (base name, code) -> class
+        self.order: list[_Draft | _BlockClass] = []  # every class, each after those it uses
+        self.generic: dict[str, _BlockClass | None] = {}  # block name -> its class, if any
+        self.instances: dict[str, list[Seq]] = {}
+        for node in walk(net.root):
+            if isinstance(node, Seq) and node.block:
+                self.instances.setdefault(node.block, []).append(node)
         self.helpers: set[str] = set()
         self.taken = set(RESERVED_GLOBALS) | set(HELPERS) | {net.name}
+
+    def block_class(self, name: str) -> _BlockClass | None:
+        """The one class of a block definition, or None where the block cannot be written
+        as one (its instances then get a class per distinct structure)."""
+        if name not in self.generic:
+            self.generic[name] = None  # a block being written is not available to itself
+            try:
+                cls = _block_class(self, self.net.blocks[name], self.instances[name])
+            except _NotGeneric:
+                return None
+            self.generic[name] = cls
+            self.order.append(cls)
+        return self.generic[name]
 
     def root(self) -> _Draft:
         init, forward = self.body(self.net.root)
@@ -433,6 +1050,7 @@ class _Lowering:
         draft = self.drafts.get(key)
         if draft is None:
             draft = self.drafts[key] = _Draft(self.new_name(base), init, forward, [seq])
+            self.order.append(draft)
         else:
             for a, b in zip(draft.init + draft.forward, init + forward):
                 _absorb(a, b)
@@ -445,10 +1063,14 @@ class _Lowering:
             if call.func in HELPERS:
                 self.helpers.add(call.func)
             return call
+        cls = self.block_class(node.block) if node.block else None
+        if cls is not None:
+            return Call(cls.name, _site_args(cls, node))
         if node.style == "sequential":
             found, _ = members(node)
-            return Call("nn.Sequential", [Item(self.construct(m), "", [m]) for m in found],
-                        explode=True)
+            items = [Item(self.construct(m), "", [m]) for m in found]
+            classes = {c.name for c in self.generic.values() if c is not None}
+            return Call("nn.Sequential", _runs(items, classes), explode=True)
         return Call(self.klass(node))
 
     def flow(self, items: list[Node], src: str, dst: str, out: list[Item], fresh: _Fresh) -> str:
@@ -560,9 +1182,7 @@ def _lower(net: Network, command: str) -> FileModel:
     _check_network_name(net)
     lowering = _Lowering(net)
     root = lowering.root()
-    classes = [*lowering.drafts.values(), root]
-    models = [ClassModel(d.name, _class_doc(_describe(net, d, d is root)),
-                         _body_lines(d.init), _body_lines(d.forward)) for d in classes]
+    models = [_class_model(net, d, d is root) for d in [*lowering.order, root]]
     helpers = sorted(lowering.helpers)
     imports = ["import torch", "from torch import nn"]
     imports += sorted({line for h in helpers for line in HELPERS[h].imports})
@@ -581,21 +1201,51 @@ def _lower(net: Network, command: str) -> FileModel:
     return FileModel(summary, details, imports, [HELPERS[h].template for h in helpers], models)
 
 
+def _class_model(net: Network, d: _Draft | _BlockClass, is_root: bool) -> ClassModel:
+    if isinstance(d, _BlockClass):
+        block = net.blocks[d.instances[0].block]
+        lines = _lines([s.span.line for s in d.instances]).replace("line", "used at line")
+        doc = f"Block {block.name}({d.spec_signature}) of line {block.span.line}; {lines}."
+        return ClassModel(d.name, d.base, _class_doc(doc), _signature(d.signature),
+                          _body_lines(d.init), _body_lines(d.forward))
+    init = [Item(Call("super().__init__")), *d.init]
+    return ClassModel(d.name, "nn.Module", _class_doc(_describe(net, d, is_root)),
+                      _signature([]), _body_lines(init), _body_lines(d.forward))
+
+
+def _uses(instances: list[Seq]) -> str:
+    labels = _unique(s.label for s in instances)
+    shown = ", ".join(labels[:MAX_LISTED]) + (
+        f" and {len(labels) - MAX_LISTED} more" if len(labels) > MAX_LISTED else "")
+    return f"{shown} ({_lines([s.span.line for s in instances])})"
+
+
+def _signature(params: list[str]) -> list[str]:
+    """`def __init__(self, ...) -> None:` as ruff format lays it out at a method's indent."""
+    width = WIDTH - 4  # a method's indent
+    one = f"def __init__({', '.join(['self', *params])}) -> None:"
+    if len(one) <= width:
+        return [one]
+    # one parameter a line with a trailing comma, which ruff keeps at any line length
+    return ["def __init__(", *(f"    {p}," for p in ["self", *params]), ") -> None:"]
+
+
 def _describe(net: Network, draft: _Draft, is_root: bool) -> str:
     if is_root:
         return f"{net.name}: {_shape([net.input_shape])} -> {_shape([net.output_shape])}."
-    first = draft.instances[0]
-    labels = _unique(s.label for s in draft.instances)
-    shown = ", ".join(labels[:MAX_LISTED]) + (
-        f" and {len(labels) - MAX_LISTED} more" if len(labels) > MAX_LISTED else "")
-    what = f"Block {shown}" if first.block else f"Group {shown}"
-    return f"{what} ({_lines([s.span.line for s in draft.instances])})."
+    what = "Block" if draft.instances[0].block else "Group"
+    return f"{what} {_uses(draft.instances)}."
 
 
-def _body_lines(items: list[Item]) -> list[str]:
+def _body_lines(items: list, indent: int = 0) -> list[str]:
     lines: list[str] = []
     for item in items:
-        lines += _layout(item, 0, WIDTH - BODY_INDENT)
+        if isinstance(item, _If):
+            for header, body in item.clauses:
+                lines.append(" " * indent + header)
+                lines += _body_lines(body, indent + 4)
+        else:
+            lines += _layout(item, indent, WIDTH - BODY_INDENT)
     return lines
 
 
@@ -611,12 +1261,12 @@ def _environment():
 PYTHON_SHAPE = PythonShape(
     imports=frozenset({"import torch", "from torch import nn",
                        *(line for h in HELPERS.values() for line in h.imports)}),
-    bases=frozenset({"nn.Module", *(h.base for h in HELPERS.values())}),
+    bases=frozenset({"nn.Module", "nn.Sequential", *(h.base for h in HELPERS.values())}),
     methods=frozenset({"__init__", "forward"}),
     calls=frozenset({"nn.Sequential", "nn.ConstantPad2d", "torch.cat", *_PAD_CLASSES.values(),
                      *(k.torch_class for k in REGISTRY.values()),
                      *(c for h in HELPERS.values() for c in h.calls if "." in c)}),
-    attributes=frozenset({"torch.Tensor"}),
-    builtins=frozenset({"super", "float", "list", "int", *(c for h in HELPERS.values() for c in h.calls
-                                            if "." not in c)}),
+    attributes=frozenset({"torch.Tensor", "nn.Module"}),
+    builtins=frozenset({"super", "float", "int", "bool", "list", "range",
+                        *(c for h in HELPERS.values() for c in h.calls if "." not in c)}),
 )

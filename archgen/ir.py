@@ -50,6 +50,7 @@ class Seq(Node):
     block: str | None = None  # the block it instantiates
     module: bool = False
     style: str = "sequential"
+    args: dict = factory(dict)  # a block instance's argument values (and in_channels, ...)
 
     @property
     def op(self) -> str:
@@ -74,6 +75,7 @@ class Network:
     input_shape: Shape
     root: Seq
     diagnostics: list[Diagnostic]
+    blocks: dict = factory(dict)  # block name -> its definition (syntax.BlockDef)
     # symbolic sizes (`input [3, H, W]`): each symbol's valid sizes, in input order; the
     # shapes, params and MACs are then ints or symbolic.Sym expressions over the symbols
     constraints: dict = factory(dict)  # name -> symbolic.Constraint

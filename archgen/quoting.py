@@ -131,7 +131,7 @@ _STATEMENTS = (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Return, ast.Expr, a
                ast.Pass)
 _EXPRESSIONS = (ast.Call, ast.Attribute, ast.Name, ast.Constant, ast.Tuple, ast.List, ast.BinOp,
                 ast.UnaryOp, ast.BoolOp, ast.Compare, ast.IfExp, ast.Subscript, ast.Slice,
-                ast.ListComp, ast.GeneratorExp)
+                ast.ListComp, ast.GeneratorExp, ast.Starred)
 _PLAIN = (ast.expr_context, ast.operator, ast.unaryop, ast.boolop, ast.cmpop, ast.keyword,
           ast.comprehension)
 
@@ -264,9 +264,13 @@ class _Checker:
                 self.expr(child, local)
 
     def expr(self, node: ast.expr, local: set[str]) -> None:
+        unpacked = {id(a) for c in ast.walk(node) if isinstance(c, ast.Call) for a in c.args
+                    if isinstance(a, ast.Starred)}  # *layers, *[Block(64) for _ in range(2)]
         for sub in ast.walk(node):
             if isinstance(sub, ast.stmt):
                 _fail(sub, "a statement inside an expression")
+            if isinstance(sub, ast.Starred) and id(sub) not in unpacked:
+                _fail(sub, "* outside a call's arguments")
             if not isinstance(sub, (*_EXPRESSIONS, *_PLAIN)):
                 _fail(sub, f"unexpected {type(sub).__name__}")
             if isinstance(sub, ast.Constant) and not isinstance(

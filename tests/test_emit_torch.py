@@ -689,7 +689,7 @@ def test_layer_lines_carry_shape_and_spec_line():
     source = render_torch(archgen.load(SEED).network)
     assert "nn.MaxPool2d(2),  # -> [N, 16, 16, 16]  (line 12)" in source
     assert "nn.Linear(1024, 500),  # -> [N, 500]  (line 20)" in source
-    assert "nn.Sequential(  # conv_block(16) -> [N, 16, 32, 32]  (line 11)" in source
+    assert "ConvBlock(3, 16),  # conv_block(16) -> [N, 16, 32, 32]  (line 11)" in source
 
 
 def _call_text(line: str, input_shape: str = "[4, 16, 16]") -> str:
@@ -745,20 +745,57 @@ def test_arguments_as_people_write_them(spec, torch_text):
 def test_defaults_passed_through_block_arguments_are_left_out():
     net = _net("input [3, 8, 8]\nblock b(mode=zeros, bias=true):\n"
                "    conv2d(4, 3, padding_mode=mode, bias=bias)\nb()\n")
-    assert "nn.Conv2d(3, 4, kernel_size=3)," in render_torch(net)
+    source = render_torch(net)
+    assert "nn.Conv2d(in_channels, 4, kernel_size=3, bias=bias, padding_mode=mode)" in source
+    assert 'def __init__(self, in_channels: int, mode="zeros", bias: bool = True) -> None:' \
+        in source
+    assert "B(3),  # b() -> [N, 4, 6, 6]  (line 4)" in source  # the call leaves them out
 
 
 def test_linear_takes_its_features_positionally():
     assert _call_text("linear(10, bias=false)", "[20]") == "nn.Linear(20, 10, bias=False)"
 
 
-def test_identical_blocks_share_a_class_and_variants_are_numbered():
+def test_one_class_per_block_definition_like_torchvision():
     source = render_torch(archgen.load(ROOT / "examples" / "resnet18.cnn").network)
     classes = [line.split("(")[0][6:] for line in source.splitlines()
                if line.startswith("class ")]
-    assert classes == ["Basic", "Basic2", "Basic3", "Basic4", "Basic5", "Basic6", "Basic7",
-                       "ResNet18"]
-    assert "Basic(),  # basic(64) -> [N, 64, 56, 56]  (line 29)" in source
+    assert classes == ["Basic", "ResNet18"]
+    for line in ["        in_channels: int,\n        planes: int,\n        stride: int = 1,\n"
+                 "        down: bool = False,\n    ) -> None:", "self.bn1 = nn.BatchNorm2d(planes)  # -> [N, planes, ?, ?]  (line 11)",
+                 "if down:", "self.downsample = None", "if self.downsample is not None:",
+                 "x2 = self.downsample(x)", "# basic(64) -> [N, 64, 56, 56]  (line 29)",
+                 "*[Basic(64, 64) for _ in range(2)],",  # identical copies: a loop
+                 "Basic(64, 128, stride=2, down=True),",  # copies that differ: explicit
+                 "Basic(128, 128),  # basic(128) -> [N, 128, 28, 28]  (line 31)"]:
+        assert line in source, line
+
+
+def test_a_repeat_whose_sizes_grow_is_one_loop():
+    source = render_torch(archgen.load(ROOT / "examples" / "densenet121.cnn").network)
+    assert "*[DenseLayer(64 + i * 32) for i in range(6)]," in source
+    assert "*[DenseLayer(512 + i * 32) for i in range(16)]," in source
+    assert "self.conv1 = nn.Conv2d(in_channels, bn_size * growth, kernel_size=1, bias=False)" \
+        in source
+    assert "if out is None:\n            out = in_channels // 2" in source  # a computed default
+    assert "self.transition1 = Transition(256)" in source
+
+
+def test_an_if_on_an_argument_builds_a_list_in_a_sequential_block():
+    source = render_torch(archgen.load(ROOT / "examples" / "mobilenet_v2.cnn").network)
+    assert "class Mbconv(nn.Sequential):" in source
+    for line in ["layers: list[nn.Module] = []", "if expand != 1:",
+                 "layers.append(ConvBn(in_channels, in_channels * expand, kernel=1))",
+                 "super().__init__(*layers)", "if stride == 1 and in_channels == out:",
+                 "if self.identity is not None:"]:
+        assert line in source, line
+
+
+def test_block_parameters_that_would_hide_names_keep_a_class_per_structure():
+    source = render_torch(_net("input [3, 8, 8]\nblock b(nn):\n    conv2d(nn, 3)\n"
+                               "b(4)\nb(8)\n"))
+    assert "class B(nn.Module)" in source or "class B(nn.Sequential)" not in source
+    assert "nn: int" not in source
 
 
 def test_generated_class_names_avoid_every_taken_name():
@@ -766,13 +803,15 @@ def test_generated_class_names_avoid_every_taken_name():
     classes = [line[6:].split("(")[0] for line in source.splitlines()
                if line.startswith("class ")]
     # None is a keyword, Exception a builtin, Basic the network and Conv2dSame the helper
-    assert classes == ["Conv2dSame", "None2", "None3", "Basic2", "Conv2dSame2", "Exception2",
-                       "Basic"]
+    assert classes == ["Conv2dSame", "None2", "Basic2", "Conv2dSame2", "Exception2", "Basic"]
 
 
 def test_a_shared_class_marks_the_dimensions_its_instances_disagree_on():
     source = render_torch(archgen.load(ROOT / "examples" / "densenet121.cnn").network)
-    assert "self.norm1 = nn.BatchNorm2d(128)  # -> [N, 128, ?, ?]  (line 11)" in source
+    assert "self.norm2 = nn.BatchNorm2d(bn_size * growth)  # -> [N, 128, ?, ?]  (line 14)" \
+        in source
+    assert "x = torch.cat([x1, x2], dim=1)  # -> [N, in_channels + growth, ?, ?]  (line 8)" \
+        in source
 
 
 @pytest.mark.parametrize("file", ['we"ird\\ dir/\u00f1\a\t.cnn', 'a"""b.cnn', "end\\"])

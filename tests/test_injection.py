@@ -174,15 +174,16 @@ def test_every_channel_with_every_payload(channel, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("payload", PAYLOADS, ids=IDS)
-def test_block_argument_shows_in_the_docstring_as_written(payload):
-    """The class docstring reads back exactly the call's text: quoted, not stripped."""
+def test_block_argument_reaches_the_class_as_written(payload):
+    """The block's class is called with exactly the spec's string: quoted, not stripped."""
     if quoted(payload) is None or set(payload) & LINE_BREAKS:
         pytest.skip("not expressible as one spec string on one line")
     net = archgen.parse(_spec("block_arg_class", payload), "inj.cnn").network
     tree = _assert_inert(render_torch(net))
-    docs = {c.name: ast.get_docstring(c).rstrip() for c in tree.body
-            if isinstance(c, ast.ClassDef)}
-    assert docs["B"] == f"Block b({payload!r}) (line 6)."
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
+             and isinstance(n.func, ast.Name) and n.func.id == "B"]
+    assert [ast.literal_eval(a) for c in calls for a in c.args
+            if isinstance(a, ast.Constant) and isinstance(a.value, str)] == [payload]
 
 
 def test_the_issue_reproduction_runs_nothing(tmp_path, monkeypatch):
@@ -358,7 +359,8 @@ def test_verifier_refuses_module_level_additions(good_source, extra):
 
 def test_verifier_accepts_what_the_emitter_writes(good_source):
     tree = verify_python(good_source, PYTHON_SHAPE)
-    assert [type(s).__name__ for s in tree.body] == ["Expr", "Import", "ImportFrom", "ClassDef"]
+    assert [type(s).__name__ for s in tree.body] == ["Expr", "Import", "ImportFrom", "ClassDef",
+                                                     "ClassDef"]
     verify_python(good_source + '\n__all__ = ["SeedCNN"]\n', PYTHON_SHAPE)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import builtins
 import functools
 import hashlib
+import itertools
 import keyword
 import linecache
 import re
@@ -33,9 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
+from . import syntax as sx
 from .diagnostics import Diagnostic, Span, SpecError
 from .extras import require
-from . import syntax as sx
 from .ir import Layer, Merge, Network, Node, Seq, children, walk
 from .layers import REGISTRY
 from .layers.base import REQUIRED, LayerError, coerce
@@ -987,7 +988,7 @@ def _steps(run: list[Item]) -> list[int] | None:
         if not all(isinstance(t, str) and re.fullmatch(r"-?[0-9]+", t) for t in texts):
             return None
         values = [int(t) for t in texts]
-        diffs = {b - a for a, b in zip(values, values[1:])}
+        diffs = {b - a for a, b in itertools.pairwise(values)}
         if len(diffs) != 1:
             return None
         steps.append(diffs.pop())

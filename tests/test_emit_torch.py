@@ -761,8 +761,8 @@ def test_one_class_per_block_definition_like_torchvision():
     classes = [line.split("(")[0][6:] for line in source.splitlines()
                if line.startswith("class ")]
     assert classes == ["Basic", "ResNet18"]
-    for line in ["        in_channels: int,\n        planes: int,\n        stride: int = 1,\n"
-                 "        down: bool = False,\n    ) -> None:", "self.bn1 = nn.BatchNorm2d(planes)  # -> [N, planes, ?, ?]  (line 11)",
+    for line in [("        in_channels: int,\n        planes: int,\n        stride: int = 1,\n"
+                  "        down: bool = False,\n    ) -> None:"), "self.bn1 = nn.BatchNorm2d(planes)  # -> [N, planes, ?, ?]  (line 11)",
                  "if down:", "self.downsample = None", "if self.downsample is not None:",
                  "x2 = self.downsample(x)", "# basic(64) -> [N, 64, 56, 56]  (line 29)",
                  "*[Basic(64, 64) for _ in range(2)],",  # identical copies: a loop

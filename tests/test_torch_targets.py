@@ -1,0 +1,194 @@
+"""The generated PyTorch modules where people take them: TorchScript, torch.export,
+torch.compile, pickle and deepcopy, bf16 autocast with channels_last, and DistributedDataParallel
+(gloo, two processes on CPU)."""
+
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import archgen
+from archgen.emit_torch import load_module
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "examples").glob("*.cnn"))
+RUN_BELOW = 2_000_000_000  # MACs: larger examples are scripted and exported, not run
+
+# A block with an if on an argument (both branches used), a merge and a sequential block: the
+# constructs of the generated classes, small enough for torch.compile and DDP in the suite.
+TINY = """\
+network Tiny
+input [3, 8, 8]
+block unit(out, stride=1):
+    conv2d(out, 3, stride=stride, padding=1, bias=false)
+    batchnorm2d()
+    relu()
+block res(planes, stride=1):
+    add:
+        branch:
+            conv1 = conv2d(planes, 3, stride=stride, padding=1, bias=false)
+            bn1 = batchnorm2d()
+        if stride != 1 or in_channels != planes:
+            downsample:
+                conv2d(planes, 1, stride=stride, bias=false)
+                batchnorm2d()
+        else:
+            identity()
+    relu()
+stem = unit(8)
+layer1 = res(8)
+layer2 = res(16, stride=2)
+avgpool = adaptive_avgpool2d(1)
+flatten()
+fc = linear(5)
+"""
+
+
+def _tiny():
+    arch = archgen.parse(TINY, "tiny.cnn")
+    assert arch.ok, [d.message for d in arch.errors]
+    return arch.network
+
+
+def test_tiny_uses_one_class_per_block_and_both_branches():
+    source = archgen.parse(TINY, "tiny.cnn").to_torch_source()
+    assert [line.split("(")[0] for line in source.splitlines() if line.startswith("class ")] \
+        == ["class Unit", "class Res", "class Tiny"], source
+    assert "if self.downsample is not None:" in source
+
+
+@pytest.mark.parametrize("spec", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_every_example_scripts_and_exports(spec):
+    """torch.jit.script and torch.export on every example; where it is small enough to run,
+    both give the eager module's outputs."""
+    net = archgen.load(spec).network
+    x = torch.randn(1, *net.input_shape, generator=torch.Generator().manual_seed(0))
+    run = net.total_macs < RUN_BELOW
+    if run:
+        torch.manual_seed(0)
+        model = load_module(net).eval()
+    else:  # built without initialising 100M weights: only the graph is of interest
+        with torch.device("meta"):
+            model = load_module(net)
+        model = model.to_empty(device="cpu").eval()
+    scripted = torch.jit.script(model)
+    exported = torch.export.export(model, (x,))
+    if run:
+        with torch.no_grad():
+            expected = model(x)
+            torch.testing.assert_close(scripted(x), expected)
+            torch.testing.assert_close(exported.module()(x), expected)
+
+
+def test_torch_compile_on_the_tiny_net():
+    """Inductor compiles the generated classes (gcc on the CPU); outputs match eager mode."""
+    torch.manual_seed(0)
+    model = load_module(_tiny()).eval()
+    x = torch.randn(2, 3, 8, 8)
+    compiled = torch.compile(model, backend="inductor", fullgraph=True)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("spec", ["resnet18", "mobilenet_v2"])
+def test_instances_pickle_and_deepcopy(spec):
+    net = archgen.load(ROOT / "examples" / f"{spec}.cnn").network
+    model = archgen.load(ROOT / "examples" / f"{spec}.cnn").to_torch_module().eval()
+    x = torch.randn(1, 3, 64, 64)  # both end in an adaptive pool
+    with torch.no_grad():
+        expected = model(x)
+        for clone in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+            assert type(clone) is type(model)
+            assert list(clone.state_dict()) == list(model.state_dict())
+            assert torch.equal(clone(x), expected)
+    # the same source gives the same class: a pickle made by one call loads into another
+    again = load_module(net)
+    assert type(again) is type(model)
+
+
+def test_bf16_autocast_with_channels_last_trains():
+    torch.manual_seed(0)
+    model = load_module(_tiny()).to(memory_format=torch.channels_last)
+    x = torch.randn(4, 3, 8, 8).to(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+    assert out.dtype == torch.bfloat16
+    out.float().logsumexp(1).mean().backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all()
+               for g in grads)
+
+
+_WORKER = textwrap.dedent("""
+    import os, sys
+    import torch, torch.distributed as dist
+    import archgen
+    rank = int(os.environ["RANK"])
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    torch.manual_seed(0)  # the same initial weights everywhere (DDP also broadcasts rank 0's)
+    model = archgen.parse(open(sys.argv[1]).read(), "tiny.cnn").to_torch_module()
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    data = torch.load(sys.argv[2])
+    x, y = data["x"][rank::2], data["y"][rank::2]  # different data on each rank
+    loss = torch.nn.functional.cross_entropy(ddp(x), y)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    torch.save({"grads": grads, "params": {n: p.detach() for n, p in model.named_parameters()}},
+               sys.argv[3] + f"/rank{rank}.pt")
+    dist.destroy_process_group()
+""")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_with_gloo_averages_the_gradients_of_two_processes(tmp_path):
+    """One training step under DistributedDataParallel, two CPU processes with different data:
+    the gradients are equal on both ranks and equal to the mean of the gradients each shard
+    gives in one process (batch norm's statistics are per shard in both), and so are the
+    weights after the step."""
+    spec = tmp_path / "tiny.cnn"
+    spec.write_text(TINY)
+    gen = torch.Generator().manual_seed(1)
+    data = {"x": torch.randn(8, 3, 8, 8, generator=gen), "y": torch.randint(0, 5, (8,),
+                                                                             generator=gen)}
+    torch.save(data, tmp_path / "data.pt")
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
+           "WORLD_SIZE": "2", "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", _WORKER, str(spec), str(tmp_path / "data.pt"),
+                               str(tmp_path)], env={**env, "RANK": str(r)},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for r in range(2)]
+    outputs = [p.communicate(timeout=240)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+
+    expected = {}
+    for r in range(2):
+        torch.manual_seed(0)
+        model = archgen.parse(TINY, "tiny.cnn").to_torch_module()
+        loss = torch.nn.functional.cross_entropy(model(data["x"][r::2]), data["y"][r::2])
+        loss.backward()
+        for n, p in model.named_parameters():
+            expected[n] = expected.get(n, 0) + p.grad / 2
+    assert set(expected) == set(ranks[0]["grads"])
+    for n, g in expected.items():
+        torch.testing.assert_close(ranks[0]["grads"][n], ranks[1]["grads"][n], rtol=0, atol=0)
+        torch.testing.assert_close(ranks[0]["grads"][n], g, rtol=1e-5, atol=1e-7)
+        assert not torch.equal(g, 2 * g) or not g.any()  # a real gradient somewhere
+    for n in expected:
+        torch.testing.assert_close(ranks[0]["params"][n], ranks[1]["params"][n], rtol=0, atol=0)

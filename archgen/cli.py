@@ -244,8 +244,25 @@ def _input_option(command):
                              "integers, or names for symbolic sizes (3,H,W).")(command)
 
 
+def _memory_options(command):
+    """`--batch N --dtype D` for the memory figures (summary, check's JSON), stored for _load."""
+    def remember(key):
+        def store(ctx, param, value):
+            ctx.meta[key] = value
+        return store
+    command = click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]),
+                           default="float32", show_default=True, expose_value=False,
+                           callback=remember("archgen.dtype"),
+                           help="Element type of the memory figures.")(command)
+    return click.option("--batch", type=click.IntRange(1, 2**31), default=1, show_default=True,
+                        expose_value=False, callback=remember("archgen.batch"),
+                        help="Batch size of the memory figures.")(command)
+
+
 def _with_input(arch: Architecture) -> Architecture:
     ctx = click.get_current_context(silent=True)
+    if ctx is not None and "archgen.batch" in ctx.meta:
+        arch.batch, arch.dtype = ctx.meta["archgen.batch"], ctx.meta["archgen.dtype"]
     if ctx is not None and ctx.meta.get("archgen.input") is not None:
         arch.input_override = ctx.meta["archgen.input"]
     return arch
@@ -253,6 +270,7 @@ def _with_input(arch: Architecture) -> Architecture:
 
 @main.command()
 @_input_option
+@_memory_options
 @click.argument("specs", nargs=-1, required=True, type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "github", "sarif"]),
               default="text", show_default=True,
@@ -330,6 +348,7 @@ def check(specs: tuple[str, ...], fmt: str, strict: bool | None,
 
 @main.command()
 @_input_option
+@_memory_options
 @click.argument("spec")
 @click.option("--collapse", is_flag=True, help="Show runs of identical blocks once, as 'x N'.")
 def summary(spec: str, collapse: bool) -> None:

@@ -19,7 +19,7 @@ from math import prod
 
 from .ir import Layer, Merge, Network, Node, Seq
 from .record import record
-from .symbolic import Sym, smax
+from .symbolic import Sym, smax_all
 
 DTYPES = {"float32": 4, "float16": 2, "bfloat16": 2}
 
@@ -125,7 +125,8 @@ def estimate(net: Network, *, batch: int = 1, dtype: str = "float32",
     # -- inference: a no_grad eval forward; the caller holds the input, a sequence frees each
     # tensor once the next layer has made its output, a merge's input lives until the merge
     # has made its own
-    live = {"now": input_bytes, "peak": input_bytes}
+    live = {"now": input_bytes}
+    peaks = [input_bytes]
 
     def release(s: _Storage) -> None:
         s.refs -= 1
@@ -144,7 +145,7 @@ def estimate(net: Network, *, batch: int = 1, dtype: str = "float32",
                 live["now"] = live["now"] + y.nbytes
             here = live["now"] + m.temp * act * batch
             layers[id(node)].inference_peak_bytes = here
-            live["peak"] = smax(live["peak"], here)
+            peaks.append(here)
             release(x)
             return y
         if isinstance(node, Seq):
@@ -158,7 +159,7 @@ def estimate(net: Network, *, batch: int = 1, dtype: str = "float32",
                 outs.append(infer(branch, x))
             y = _Storage(prod(node.out_shape) * act * batch)
             live["now"] = live["now"] + y.nbytes
-            live["peak"] = smax(live["peak"], live["now"])
+            peaks.append(live["now"])
             for s in outs:
                 release(s)
             release(x)
@@ -169,7 +170,7 @@ def estimate(net: Network, *, batch: int = 1, dtype: str = "float32",
     x0.refs += 1  # the caller's reference: never freed
     infer(net.root, x0)
     return NetworkMemory(batch, dtype, input_bytes, net.total_params * act, totals["outputs"],
-                         totals["saved"], live["peak"], layers)
+                         totals["saved"], smax_all(peaks), layers)
 
 
 def mib(n) -> str:

@@ -77,7 +77,7 @@ def rf_json(rf) -> dict:
     return doc
 
 
-def network_json(net: Network, file: str) -> dict:
+def network_json(net: Network, file: str, *, batch: int = 1, dtype: str = "float32") -> dict:
     ok = not any(d.is_error for d in net.diagnostics)
     doc = {
         "file": file,
@@ -96,7 +96,11 @@ def network_json(net: Network, file: str) -> dict:
         doc["total_macs"] = _size(net.total_macs)
         if net.constraints:  # n is valid iff min <= n (<= max) and n % modulus in residues
             doc["constraints"] = {name: c.to_json() for name, c in net.constraints.items()}
-        doc["layers"] = [node_json(n) for n in walk(net.root) if isinstance(n, Layer)]
+        from .memory import estimate
+        memory = estimate(net, batch=batch, dtype=dtype)
+        doc["memory"] = memory.to_json()
+        doc["layers"] = [dict(node_json(n), memory=memory.of(n).to_json())
+                         for n in walk(net.root) if isinstance(n, Layer)]
         doc["blocks"] = [node_json(n) for n in walk(net.root)
                          if isinstance(n, (Seq, Merge)) and n is not net.root]
     return doc

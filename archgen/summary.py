@@ -72,11 +72,33 @@ def _fixed2(n: int, unit: int) -> str:
     >>> _fixed2(3_318_664, 10**6), _fixed2(541_094 * 4, 2**20), _fixed2(10**400, 1)[:6]
     ('3.32', '2.06', '10,000')
     """
+    if not isinstance(n, int):  # an expression over symbolic sizes
+        return f"({n}) / {unit}"
     hundredths = (200 * n + unit) // (2 * unit)  # rounded half up
     return f"{hundredths // 100:,}.{hundredths % 100:02d}"
 
 
-def render_summary(net: Network, *, collapse: bool = False) -> str:
+def _size(n) -> str:
+    return _fixed2(n, 2**20) if isinstance(n, int) else f"({n}) / 2**20"
+
+
+def _memory_lines(net: Network, batch: int, dtype: str) -> list[str]:
+    """torchinfo's footer, with autograd's real figure for the forward/backward pass: what it
+    saves for backward, each storage once (torchsummary doubles the sum of the outputs)."""
+    from .memory import estimate
+    m = estimate(net, batch=batch, dtype=dtype)
+    total = m.input_bytes + m.parameter_bytes + m.saved_for_backward_bytes
+    return [f"Memory at batch {batch}, {dtype} (MB = 2**20 bytes):",
+            f"  Input size (MB): {_size(m.input_bytes)}",
+            f"  Params size (MB): {_size(m.parameter_bytes)}",
+            f"  Forward/backward pass size (MB): {_size(m.saved_for_backward_bytes)} "
+            f"(saved for backward in training)",
+            f"  Estimated Total Size (MB): {_size(total)}",
+            f"  Inference peak (MB): {_size(m.inference_peak_bytes)} (no_grad eval forward)"]
+
+
+def render_summary(net: Network, *, collapse: bool = False, batch: int = 1,
+                   dtype: str = "float32") -> str:
     rows: list[tuple[str, str, int, int, str]] = []
     runs = _collapse(net.root.items) if collapse else [
         (c, 1, c.params, c.macs, c) for c in net.root.items]
@@ -98,7 +120,8 @@ def render_summary(net: Network, *, collapse: bool = False) -> str:
             f"Total params: {net.total_params:,}",
             f"Total MACs: {net.total_macs:,} ({_fixed2(net.total_macs, 10**6)} M at batch 1)",
             f"Output shape: [N, {', '.join(map(str, net.output_shape))}]",
-            f"Parameter memory: {_fixed2(net.total_params * 4, 2**20)} MiB (float32)"]
+            f"Parameter memory: {_size(net.total_params * 4)} MiB (float32)"]
+    out += _memory_lines(net, batch, dtype)
     same = [layer for layer in net.layers()
             if layer.op == "conv2d" and layer.args["padding"] == "same"
             and layer.args["stride"] != (1, 1)]

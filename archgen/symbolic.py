@@ -35,6 +35,7 @@ are solved by enumeration over a bounded range instead, and say so.
 from __future__ import annotations
 
 import ast as _pyast
+import functools
 import math
 from contextlib import contextmanager
 from fractions import Fraction
@@ -137,6 +138,7 @@ def _pextreme(kind: str, a: dict, b: dict) -> dict:
     return {((kind, fa, fb),): 1}
 
 
+@functools.lru_cache(maxsize=65536)
 def _atom_text(atom) -> str:
     if atom[0] == "var":
         return atom[1]
@@ -370,6 +372,28 @@ def is_symbolic(v: Any) -> bool:
     if isinstance(v, tuple):
         return any(isinstance(i, Sym) for i in v)
     return isinstance(v, Sym)
+
+
+def at_least(a, b) -> bool:
+    """a >= b for every valid size, as far as the expressions show it: a - b has no negative
+    coefficient (its terms are products of sizes and floors of sizes, all >= 0)."""
+    d = a - b
+    if isinstance(d, int):
+        return d >= 0
+    return all(c >= 0 for c in d.poly.values())
+
+
+def smax_all(values: list):
+    """The largest of sizes that may be symbolic, without the ones another one bounds."""
+    kept: list = []
+    for v in values:
+        if any(at_least(k, v) for k in kept):
+            continue
+        kept = [k for k in kept if not at_least(v, k)] + [v]
+    out = kept[0]
+    for v in kept[1:]:
+        out = smax(out, v)
+    return out
 
 
 def smax(a, b):

@@ -61,6 +61,17 @@ class Architecture:
             raise SpecError(self.check(), {self.file: self.source})
         return self._checked
 
+    def size_dependent_arguments(self) -> list:
+        """(layer, argument, expression) for each layer argument that depends on symbolic
+        input sizes (linear's in_features after flatten): the targets need numbers there."""
+        from .symbolic import Sym
+        out = []
+        for layer in self.network.layers():
+            for name, v in layer.args.items():
+                if isinstance(v, Sym):
+                    out.append((layer, name, str(v)))
+        return out
+
     @property
     def layers(self):
         return list(self.network.layers())

@@ -52,12 +52,22 @@ def _print_diagnostics(arch: Architecture) -> None:
 
 
 def _fail_on_errors(arch: Architecture) -> None:
-    """Print the diagnostics; exit 1 when there are errors."""
+    """Print the diagnostics; exit 1 when there are errors, or when a target (compile, export,
+    parity) would need a number that depends on symbolic input sizes."""
     _print_diagnostics(arch)
     if not arch.ok:
         n = len(arch.errors)
         click.echo(f"{arch.file}: {n} error{'s' if n != 1 else ''}; nothing written", err=True)
         sys.exit(1)
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.info_name in ("compile", "export", "parity"):
+        for layer, name, value in arch.size_dependent_arguments():
+            click.echo(f"{arch.file}:{layer.span.line}:{layer.span.column}: {layer.op}'s "
+                       f"{name} would be {value}, which depends on the symbolic input size; "
+                       f"PyTorch needs a number there: give sizes with --input (e.g. "
+                       f"--input 3,224,224), or pool to a fixed size first "
+                       f"(adaptive_avgpool2d); nothing written", err=True)
+            sys.exit(1)
 
 
 class _OneLineUsageError(click.UsageError):

@@ -1,0 +1,335 @@
+"""Forward time of archgen's generated modules against torchvision's model definitions, on the
+same weights (run by hand; not a test).
+
+    python bench/bench_forward.py [--reps 9] [--threads 1] [--models resnet18,...]
+
+torchvision is not installed in archgen's environment, so the references below are
+torchvision's classes written out with the same modules, attributes and forward code
+(torchvision/models/{resnet,mobilenetv2,densenet,squeezenet,vgg}.py: in-place ReLUs,
+`out += identity`, DenseNet's concatenation of the list of earlier features). The generated
+module's weights are copied into the reference in state_dict order (same shapes, checked), the
+outputs are compared, then both run interleaved in one process (eval mode, no_grad, CPU) at
+batch 1 and 32; the table gives the medians and generated / reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+# -- torchvision's definitions ------------------------------------------------------------------
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample=None) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        return self.relu(out)
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample=None) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * 4)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        return self.relu(out)
+
+
+class ResNet(nn.Module):
+    def __init__(self, block, layers: list[int]) -> None:
+        super().__init__()
+        self.inplanes = 64
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.layer1 = self._make_layer(block, 64, layers[0])
+        self.layer2 = self._make_layer(block, 128, layers[1], 2)
+        self.layer3 = self._make_layer(block, 256, layers[2], 2)
+        self.layer4 = self._make_layer(block, 512, layers[3], 2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(512 * block.expansion, 1000)
+
+    def _make_layer(self, block, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(
+                nn.Conv2d(self.inplanes, planes * block.expansion, 1, stride, bias=False),
+                nn.BatchNorm2d(planes * block.expansion))
+        layers = [block(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * block.expansion
+        layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def _conv_bn_act(cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int = 1):
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups,
+                                   bias=False), nn.BatchNorm2d(cout), nn.ReLU6(inplace=True))
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, inp: int, oup: int, stride: int, expand_ratio: int) -> None:
+        super().__init__()
+        hidden = inp * expand_ratio
+        self.use_res_connect = stride == 1 and inp == oup
+        layers: list[nn.Module] = []
+        if expand_ratio != 1:
+            layers.append(_conv_bn_act(inp, hidden, kernel=1))
+        layers += [_conv_bn_act(hidden, hidden, stride=stride, groups=hidden),
+                   nn.Conv2d(hidden, oup, 1, bias=False), nn.BatchNorm2d(oup)]
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.use_res_connect:
+            return x + self.conv(x)
+        return self.conv(x)
+
+
+class MobileNetV2(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        features: list[nn.Module] = [_conv_bn_act(3, 32, stride=2)]
+        cin = 32
+        for t, c, n, s in ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
+                           (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)):
+            for i in range(n):
+                features.append(InvertedResidual(cin, c, s if i == 0 else 1, t))
+                cin = c
+        features.append(_conv_bn_act(cin, 1280, kernel=1))
+        self.features = nn.Sequential(*features)
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(1280, 1000))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.adaptive_avg_pool2d(self.features(x), (1, 1))
+        return self.classifier(torch.flatten(x, 1))
+
+
+class _DenseLayer(nn.Module):
+    def __init__(self, cin: int, growth: int = 32, bn_size: int = 4) -> None:
+        super().__init__()
+        self.norm1 = nn.BatchNorm2d(cin)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.conv1 = nn.Conv2d(cin, bn_size * growth, 1, bias=False)
+        self.norm2 = nn.BatchNorm2d(bn_size * growth)
+        self.relu2 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(bn_size * growth, growth, 3, padding=1, bias=False)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        concated = torch.cat(features, 1)
+        bottleneck = self.conv1(self.relu1(self.norm1(concated)))
+        return self.conv2(self.relu2(self.norm2(bottleneck)))
+
+
+class _DenseBlock(nn.ModuleDict):
+    def __init__(self, num_layers: int, cin: int) -> None:
+        super().__init__()
+        for i in range(num_layers):
+            self.add_module(f"denselayer{i + 1}", _DenseLayer(cin + i * 32))
+
+    def forward(self, init: torch.Tensor) -> torch.Tensor:
+        features = [init]
+        for layer in self.values():
+            features.append(layer(features))
+        return torch.cat(features, 1)
+
+
+def _transition(cin: int, cout: int) -> nn.Sequential:
+    t = nn.Sequential()
+    t.add_module("norm", nn.BatchNorm2d(cin))
+    t.add_module("relu", nn.ReLU(inplace=True))
+    t.add_module("conv", nn.Conv2d(cin, cout, 1, bias=False))
+    t.add_module("pool", nn.AvgPool2d(2, 2))
+    return t
+
+
+class DenseNet121(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential()
+        for name, module in (("conv0", nn.Conv2d(3, 64, 7, 2, 3, bias=False)),
+                             ("norm0", nn.BatchNorm2d(64)), ("relu0", nn.ReLU(inplace=True)),
+                             ("pool0", nn.MaxPool2d(3, 2, 1))):
+            self.features.add_module(name, module)
+        c = 64
+        for i, n in enumerate((6, 12, 24, 16)):
+            self.features.add_module(f"denseblock{i + 1}", _DenseBlock(n, c))
+            c += n * 32
+            if i != 3:
+                self.features.add_module(f"transition{i + 1}", _transition(c, c // 2))
+                c //= 2
+        self.features.add_module("norm5", nn.BatchNorm2d(c))
+        self.classifier = nn.Linear(c, 1000)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.features(x), inplace=True)
+        out = torch.flatten(F.adaptive_avg_pool2d(out, (1, 1)), 1)
+        return self.classifier(out)
+
+
+class Fire(nn.Module):
+    def __init__(self, inplanes: int, squeeze: int, e1: int, e3: int) -> None:
+        super().__init__()
+        self.squeeze = nn.Conv2d(inplanes, squeeze, 1)
+        self.squeeze_activation = nn.ReLU(inplace=True)
+        self.expand1x1 = nn.Conv2d(squeeze, e1, 1)
+        self.expand1x1_activation = nn.ReLU(inplace=True)
+        self.expand3x3 = nn.Conv2d(squeeze, e3, 3, padding=1)
+        self.expand3x3_activation = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.squeeze_activation(self.squeeze(x))
+        return torch.cat([self.expand1x1_activation(self.expand1x1(x)),
+                          self.expand3x3_activation(self.expand3x3(x))], 1)
+
+
+class SqueezeNet11(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        pool = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 64, 3, 2), nn.ReLU(inplace=True), pool, Fire(64, 16, 64, 64),
+            Fire(128, 16, 64, 64), pool, Fire(128, 32, 128, 128), Fire(256, 32, 128, 128),
+            pool, Fire(256, 48, 192, 192), Fire(384, 48, 192, 192), Fire(384, 64, 256, 256),
+            Fire(512, 64, 256, 256))
+        self.classifier = nn.Sequential(nn.Dropout(0.5), nn.Conv2d(512, 1000, 1),
+                                        nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d((1, 1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self.classifier(self.features(x)), 1)
+
+
+class VGG16(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = 3
+        for v in (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
+                  512, 512, 512, "M"):
+            if v == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                layers += [nn.Conv2d(cin, v, 3, padding=1), nn.ReLU(inplace=True)]
+                cin = v
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+        self.classifier = nn.Sequential(
+            nn.Linear(512 * 7 * 7, 4096), nn.ReLU(True), nn.Dropout(), nn.Linear(4096, 4096),
+            nn.ReLU(True), nn.Dropout(), nn.Linear(4096, 1000))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.avgpool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))
+
+
+REFERENCES = {
+    "resnet18": lambda: ResNet(BasicBlock, [2, 2, 2, 2]),
+    "resnet34": lambda: ResNet(BasicBlock, [3, 4, 6, 3]),
+    "resnet50": lambda: ResNet(Bottleneck, [3, 4, 6, 3]),
+    "mobilenet_v2": MobileNetV2,
+    "densenet121": DenseNet121,
+    "squeezenet1_1": SqueezeNet11,
+    "vgg16": VGG16,
+}
+
+
+# -- the measurement ----------------------------------------------------------------------------
+
+def _pair(name: str):
+    import archgen
+    from archgen.emit_torch import load_module
+    net = archgen.load(ROOT / "examples" / f"{name}.cnn").network
+    torch.manual_seed(0)
+    generated = load_module(net).eval()
+    reference = REFERENCES[name]().eval()
+    ours, theirs = generated.state_dict(), reference.state_dict()
+    shapes = [(v.shape, w.shape) for v, w in zip(ours.values(), theirs.values())]
+    if len(ours) != len(theirs) or any(a != b for a, b in shapes):
+        raise SystemExit(f"{name}: the reference's state_dict does not line up")
+    reference.load_state_dict(dict(zip(theirs, ours.values())))
+    return net, generated, reference
+
+
+def _time(model: nn.Module, x: torch.Tensor) -> float:
+    start = time.perf_counter()
+    model(x)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=9, help="timed runs per module at batch 1")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--models", default=",".join(REFERENCES))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} thread(s), CPU, eval, no_grad; "
+          f"medians of interleaved runs")
+    print("| model | batch | generated ms | torchvision ms | ratio |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for name in args.models.split(","):
+        net, generated, reference = _pair(name)
+        for batch in (1, 32):
+            reps = args.reps if batch == 1 else max(3, args.reps // 3)
+            x = torch.randn(batch, *net.input_shape, generator=torch.Generator().manual_seed(1))
+            with torch.no_grad():
+                err = (generated(x) - reference(x)).abs().max().item()
+                if err > 1e-3:
+                    raise SystemExit(f"{name}: outputs differ by {err}")
+                ours, theirs = [], []
+                for i in range(reps):  # interleaved, alternating which goes first
+                    pair = [(generated, ours), (reference, theirs)]
+                    for model, times in (pair if i % 2 == 0 else pair[::-1]):
+                        times.append(_time(model, x))
+            a, b = statistics.median(ours) * 1e3, statistics.median(theirs) * 1e3
+            print(f"| {name} | {batch} | {a:.1f} | {b:.1f} | {a / b:.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

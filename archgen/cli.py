@@ -594,6 +594,22 @@ _QUIET = click.option("-q", "--quiet", is_flag=True,
                       help="No progress line on stderr (shown only on a terminal).")
 
 
+_DYNAMIC_SIZE = click.option(
+    "--dynamic-size/--static-size", default=None,
+    help="Leave the spatial sizes symbolic (H and W, or the spec's own names) where the network "
+         "takes other sizes (checked at several; refused otherwise). Default: dynamic when "
+         "the spec's input sizes are symbolic, static otherwise.")
+
+
+def _dynamic_size(net, flag: bool | None) -> bool:
+    if flag is None:
+        return bool(net.symbols)
+    if not flag and net.symbols:
+        raise _usage(f"--static-size needs a concrete input, but {net.name}'s is "
+                     f"{list(map(str, net.input_shape))}: give --input C,H,W with numbers")
+    return flag
+
+
 def _print_notes(notes: list[str]) -> None:
     for note in notes:
         click.echo(f"note: {note}", err=True)
@@ -678,10 +694,12 @@ def compile_(specs: tuple[str, ...], out_dir: str, target: str, to_stdout: bool,
               help="Leave the batch dimension symbolic (N) or fix it to 1.")
 @click.option("--seed", type=int, default=0, show_default=True, callback=_seed,
               help="Seed of the initial weights when no checkpoint is given.")
+@_DYNAMIC_SIZE
 @_FOLD
 @_QUIET
 def export(spec: str, output: str, weights: str | None, allow_nonfinite: bool,
-           opset: int | None, dynamic_batch: bool, seed: int, fold: bool, quiet: bool) -> None:
+           opset: int | None, dynamic_batch: bool, seed: int, dynamic_size: bool | None,
+           fold: bool, quiet: bool) -> None:
     """Export SPEC to an ONNX graph, checked by onnx.checker and strict shape inference.
     With --weights (a torch.save state_dict or a safetensors file) PyTorch is not needed: the
     checkpoint is read with numpy and its tensors are written straight into the file; seeded
@@ -694,20 +712,31 @@ def export(spec: str, output: str, weights: str | None, allow_nonfinite: bool,
     progress.stage("check")
     arch = _load(spec)
     _fail_on_errors(arch)
-    from .emit_onnx import WeightsError, build_graph, load_weights
+    from .emit_onnx import DynamicSizeError, WeightsError, build_dynamic, build_graph, load_weights
     net = arch.network
+    dynamic = _dynamic_size(net, dynamic_size)
     if _names_directory(output):
         from .emit_torch import module_filename
         output = str(Path(output) / f"{Path(module_filename(net)).stem}.onnx")
     notes: list[str] = []
+    params = net.total_params
     try:
         progress.stage("weights")
         state = (load_weights(net, weights, allow_nonfinite=allow_nonfinite, notes=notes,
                               reader="numpy") if weights else None)
-        built = build_graph(net, opset=opset, dynamic_batch=dynamic_batch, state_dict=state,
-                            seed=seed, fold=fold, checked=True, progress=progress)
+        if dynamic:
+            d = build_dynamic(net, opset=opset, dynamic_batch=dynamic_batch, state_dict=state,
+                              seed=seed, fold=fold, checked=True, progress=progress)
+            built, params = d.built, d.sizes[0].total_params
+        else:
+            built = build_graph(net, opset=opset, dynamic_batch=dynamic_batch, state_dict=state,
+                                seed=seed, fold=fold, checked=True, progress=progress)
         progress.stage("write")
         changed = built.save(output)
+    except DynamicSizeError as e:
+        progress.done()
+        click.echo(f"error: {e}; nothing written", err=True)
+        sys.exit(1)
     except WeightsError as e:
         progress.done()
         _print_notes(notes)
@@ -721,8 +750,9 @@ def export(spec: str, output: str, weights: str | None, allow_nonfinite: bool,
     finally:
         progress.done()
     _print_notes(notes)
+    sizes = ", dynamic H and W" if dynamic else ""
     click.echo(f"{'wrote' if changed else 'unchanged'} {output} (opset "
-               f"{built.model.opset_import[0].version}, {net.total_params:,} params)", err=True)
+               f"{built.model.opset_import[0].version}, {params:,} params{sizes})", err=True)
 
 
 @main.command()
@@ -750,15 +780,18 @@ def export(spec: str, output: str, weights: str | None, allow_nonfinite: bool,
               help="Absolute mode's absolute tolerance (see --rtol).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
+@_DYNAMIC_SIZE
 @_FOLD
 @_QUIET
 def parity(spec: str, weights: str | None, allow_nonfinite: bool, seed: int, batch: int,
            seeds: int, onnx_file: str | None, rtol: float | None, atol: float | None,
-           fmt: str, fold: bool, quiet: bool) -> None:
+           fmt: str, dynamic_size: bool | None, fold: bool, quiet: bool) -> None:
     """Run an ONNX graph in ONNX Runtime and the generated PyTorch module on the same weights
     and inputs, with float64 PyTorch as the ground truth: ONNX passes when its error is within
-    8x float32 PyTorch's own, plus 1e-6 of the outputs' magnitude. Exit 0 when it passes, 1
-    otherwise, naming the first layer that diverges (2 on a bad path or option value)."""
+    8x float32 PyTorch's own, plus 1e-6 of the outputs' magnitude. With --dynamic-size the
+    graph with symbolic H and W is run at two valid sizes, one report each (JSON: a list).
+    Exit 0 when it passes, 1 otherwise, naming the first layer that diverges (2 on a bad path
+    or option value)."""
     from .progress import Progress
     progress = Progress(("check", "weights", "render", "shape inference", "session", "compare"),
                         enabled=False if quiet else None)
@@ -766,10 +799,15 @@ def parity(spec: str, weights: str | None, allow_nonfinite: bool, seed: int, bat
     arch = _load(spec)
     _fail_on_errors(arch)
     from .budget import check_memory
-    from .emit_onnx import WeightsError, load_weights
+    from .emit_onnx import DynamicSizeError, WeightsError, build_dynamic, load_weights
     from .parity import OnnxFileError, run_parity
     net = arch.network
-    check_memory(net, "parity", batch)  # MemoryBudgetError before anything is allocated
+    dynamic = _dynamic_size(net, dynamic_size)
+    if onnx_file is not None and net.symbols:
+        raise _usage(f"--onnx compares at one input size, but {net.name}'s is "
+                     f"{list(map(str, net.input_shape))}: give --input C,H,W with numbers")
+    # MemoryBudgetError before anything is allocated
+    check_memory(net.sample if net.symbols and net.sample is not None else net, "parity", batch)
     notes: list[str] = []
     try:
         progress.stage("weights")
@@ -782,17 +820,46 @@ def parity(spec: str, weights: str | None, allow_nonfinite: bool, seed: int, bat
     progress.done()
     _print_notes(notes)
     try:
-        report = run_parity(net, state_dict=state, seed=seed, batch=batch, rtol=rtol,
-                            atol=atol, seeds=seeds, onnx_file=onnx_file, fold=fold,
-                            progress=progress)
-    except (OnnxFileError, WeightsError) as e:
+        if dynamic and onnx_file is None:
+            reports = _parity_dynamic(net, build_dynamic, run_parity, state, seed, batch, rtol,
+                                      atol, seeds, fold, progress)
+        else:
+            reports = [run_parity(net, state_dict=state, seed=seed, batch=batch, rtol=rtol,
+                                  atol=atol, seeds=seeds, onnx_file=onnx_file, fold=fold,
+                                  progress=progress)]
+    except (OnnxFileError, WeightsError, DynamicSizeError) as e:
         progress.done()
         click.echo(f"error: {e}", err=True)
         sys.exit(1)
     finally:
         progress.done()
-    click.echo(json.dumps(report.to_json(), indent=2) if fmt == "json" else report.to_text())
-    sys.exit(0 if report.ok else 1)
+    if fmt == "json":
+        docs = [r.to_json() for r in reports]
+        click.echo(json.dumps(docs if dynamic and onnx_file is None else docs[0], indent=2))
+    else:
+        click.echo("\n".join(r.to_text() for r in reports))
+    sys.exit(0 if all(r.ok for r in reports) else 1)
+
+
+def _parity_dynamic(net, build_dynamic, run_parity, state, seed, batch, rtol, atol, seeds,
+                    fold, progress) -> list:
+    """The graph with symbolic sizes against the module at the spec's (or a sample) size and
+    at one about half as large again, with the same weights."""
+    import onnx
+
+    from .emit_onnx import _attach
+    d = build_dynamic(net, state_dict=state, seed=seed, fold=fold, progress=progress)
+    model = d.built.model
+    _attach(onnx, model, d.built.weights)
+    reports = []
+    for concrete in (d.sizes[0], d.sizes[-1]):
+        report = run_parity(concrete, state_dict=d.state, seed=seed, batch=batch, rtol=rtol,
+                            atol=atol, seeds=seeds, onnx_file=model, progress=progress)
+        report.onnx_file = None
+        report.weights = "given" if state is not None else "seeded"
+        report.notes.append(f"dynamic H and W, at the input {list(concrete.input_shape)}")
+        reports.append(report)
+    return reports
 
 
 @main.command()

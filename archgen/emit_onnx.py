@@ -255,6 +255,24 @@ def upsample_plan(a: dict, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> s
     return "resize"
 
 
+def resize_scales(a: dict, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> bool:
+    """Whether Resize can take the scale_factor itself rather than the output size: a
+    scale_factor given, exact in float32 (Resize's scales are float32), with floor(in * scale)
+    the output size, as PyTorch computes it for every input size.
+
+    >>> resize_scales({"scale_factor": (2.0, 2.0)}, (8, 8), (16, 16))
+    True
+    >>> resize_scales({"scale_factor": (0.3, 0.3)}, (10, 10), (3, 3))  # 0.3 is no float32
+    False
+    """
+    np = require("numpy", "onnx", "ONNX export")
+    scales = a.get("scale_factor")
+    if not scales:
+        return False
+    return all(Fraction(float(np.float32(s))) == Fraction(s) and math.floor(i * s) == o
+               for s, i, o in zip(scales, in_hw, out_hw))
+
+
 def resize_modes(a: dict) -> tuple[str, str]:
     """Resize's mode and coordinate_transformation_mode for PyTorch's upsample: nearest picks
     floor(i * in / out) ("asymmetric" with nearest_mode "floor"); bilinear samples pixel
@@ -803,8 +821,12 @@ def _upsample(g: _Graph, layer: Layer, x: str) -> str:
     if plan == "resize":
         y = g.output_of(layer, p)
         mode, coordinates = resize_modes(a)
-        g.emit("resize", name=p, y=y, x=x, sizes=g.const(f"{p}/sizes", out_hw, "int64"),
-               mode=mode, coordinate_transformation_mode=coordinates, nearest_mode="floor")
+        if resize_scales(a, in_hw, out_hw):  # the graph then takes any input size
+            inputs = [x, "", g.const(f"{p}/scales", [float(s) for s in scales])]
+        else:
+            inputs = [x, "", "", g.const(f"{p}/sizes", out_hw, "int64")]
+        g.emit("resize", name=p, y=y, inputs=inputs, mode=mode,
+               coordinate_transformation_mode=coordinates, nearest_mode="floor")
         return y
     if a["mode"] == "nearest":
         y = g.output_of(layer, p)
@@ -1084,3 +1106,185 @@ def save_onnx(model, path: str | Path) -> bool:
         _checked_size(2**31)
         raise
     return write_atomic(path, _checked_size(data))
+
+
+# -- dynamic spatial sizes ------------------------------------------------------------------------
+
+class DynamicSizeError(Exception):
+    """A network whose ONNX graph cannot take other spatial sizes: one line saying why."""
+
+
+@dataclass
+class Dynamic:
+    """A graph with symbolic spatial sizes, and the concrete networks it was checked at."""
+
+    built: Built
+    sizes: list  # the networks at valid sizes it was checked at (the first's graph is `built`)
+    symbols: list[str]
+    state: Mapping  # the weights (seeded at the first size when none were given)
+
+
+def _concrete_at(net: Network, dims: tuple) -> Network:
+    """The spec checked again at the input `dims` (analysis' --input path)."""
+    from . import syntax
+    from .checker import check
+    out = check(syntax.parse(net.source, net.file), dims)
+    errors = [d for d in out.diagnostics if d.is_error]
+    if errors:
+        raise DynamicSizeError(f"{net.name} at the input {list(dims)}: {errors[0].message}")
+    return out
+
+
+def valid_sizes(net: Network) -> tuple[list[str], list[tuple]]:
+    """The symbols of the spatial sizes and two valid concrete inputs: the spec's own (or its
+    representative sample, when symbolic) and the next valid size of every symbol."""
+    from . import syntax
+    from .checker import check
+    c = net.input_shape[0]
+    if net.symbols:
+        symbolic, names = net, [str(d) for d in net.input_shape[1:]]
+        first = tuple(net.sample.input_shape) if net.sample is not None else None
+    else:
+        names = ["H", "W"]
+        symbolic = check(syntax.parse(net.source, net.file), (c, "H", "W"))
+        first = tuple(net.input_shape)
+    errors = [d for d in symbolic.diagnostics if d.is_error]
+    if errors:
+        raise DynamicSizeError(f"{net.name} takes no other input size: {errors[0].message}")
+    constraints = symbolic.constraints
+    for name, constraint in constraints.items():
+        values = constraint.values(2)
+        if len(values) < 2:
+            raise DynamicSizeError(
+                f"{net.name} takes only one {name} ({values[0] if values else 'none'}): a "
+                f"layer fixes the input size (a linear layer that reads a flattened map, or a "
+                f"merge of maps that only agree at one size); export it with fixed sizes")
+    if first is None:
+        first = (c, *(constraints[n].values(1)[0] for n in names))
+    # the next valid size, and one about half as large again: lowerings that depend on the
+    # size (an overhang, uneven windows) differ at one of them where they differ at all
+    others: list[list[int]] = [[], []]
+    for n, d in zip(names, first[1:]):
+        con = constraints.get(n)
+        for k, start in enumerate((d + 1, d + d // 2 + 1)):
+            v = _admitted(con, start)
+            if v is None or v == d:
+                v = next(x for x in reversed(con.values(8)) if x != d)
+            others[k].append(v)
+    return names, [first, *((c, *o) for o in others)]
+
+
+def _admitted(con, start: int) -> int | None:
+    """The smallest valid size from `start` on (any size where nothing constrains it)."""
+    if con is None:
+        return start
+    for v in range(start, start + 2 * con.modulus + 1):
+        if con.max is not None and v > con.max:
+            return None
+        if con.admits(v):
+            return v
+    return None
+
+
+def build_dynamic(net: Network, *, state_dict: Mapping | None = None, seed: int = 0,
+                  opset: int | None = None, dynamic_batch: bool = True, fold: bool = False,
+                  checked: bool = False, progress=None) -> Dynamic:
+    """The network's graph with symbolic H and W (dim_param) on its input, output and every
+    value whose size follows the input's; DynamicSizeError where the network does not take
+    other sizes. The graph is built, with strict shape inference, at two valid sizes; it is
+    dynamic only when the two graphs are the same apart from their shapes (a lowering that
+    depends on the size, such as ceil_mode's end padding or uneven adaptive windows, makes
+    them differ, and then the graph is refused rather than wrong at other sizes)."""
+    onnx = require("onnx", "onnx", "ONNX export")
+    names, sizes = valid_sizes(net)
+    first = sizes[0]
+    nets = [_concrete_at(net, first) if net.symbols or tuple(net.input_shape) != first
+            else net, *(_concrete_at(net, size) for size in sizes[1:])]
+    if state_dict is None:
+        from .weights import initial_state as seeded
+        state_dict, checked = seeded(nets[0], seed), True
+    from .weights import state_shapes
+    for other in nets[1:]:
+        if state_shapes(nets[0]) != state_shapes(other):
+            key = next(k for k, v in state_shapes(nets[0]).items()
+                       if state_shapes(other).get(k) != v)
+            raise DynamicSizeError(f"{net.name}'s weights depend on the input size ({key!r}: "
+                                   f"a layer reads a flattened map); export it with fixed sizes")
+    builds = [build_graph(n, state_dict=state_dict, opset=opset, dynamic_batch=dynamic_batch,
+                          fold=fold, checked=checked, progress=progress) for n in nets]
+    a = builds[0].model.graph
+    for size, other in zip(sizes[1:], builds[1:]):
+        b = other.model.graph
+        between = f"between the sizes {list(first[1:])} and {list(size[1:])}"
+        for na, nb in zip(a.node, b.node):
+            if na != nb:
+                raise DynamicSizeError(
+                    f"{net.name}'s ONNX graph depends on the input size at the node "
+                    f"'{na.name}' ({na.op_type}): its attributes differ {between}; export it "
+                    f"with fixed sizes")
+        if len(a.node) != len(b.node) or list(a.initializer) != list(b.initializer):
+            odd = next((ta.name for ta, tb in zip(a.initializer, b.initializer) if ta != tb),
+                       "?")
+            raise DynamicSizeError(f"{net.name}'s ONNX graph depends on the input size at the "
+                                   f"constant '{odd}': it differs {between}; export it with "
+                                   f"fixed sizes")
+    # each value's dims from the symbolic check: an expression of the symbols is a dim_param
+    symbolic = {f"{layer.path}.out": layer.out_shape for layer in _symbolic_layers(net)}
+    symbolic["input"] = (first[0], *names)
+    symbolic[OUTPUT] = _symbolic_output(net)
+    for vi in [*a.input, *a.output, *a.value_info]:
+        sym = symbolic.get(vi.name)
+        for d, s in zip(list(vi.type.tensor_type.shape.dim)[1:], sym or ()):
+            if not isinstance(s, int) and not str(s).isdigit():
+                d.Clear()
+                d.dim_param = str(s)
+        if sym is None:  # a merge's output: unknown spatial dims where the sizes differ
+            dims = [[x.dim_value for x in vi_of(b, vi.name)] for b in builds]
+            for i, d in enumerate(vi.type.tensor_type.shape.dim):
+                if len({row[i] for row in dims}) > 1:
+                    d.Clear()
+    _check_dynamic(onnx, builds[0])
+    return Dynamic(builds[0], nets, names, state_dict)
+
+
+def vi_of(built: Built, name: str):
+    """The dims of the value `name` in a built graph."""
+    g = built.model.graph
+    return next(vi for vi in [*g.input, *g.output, *g.value_info]
+                if vi.name == name).type.tensor_type.shape.dim
+
+
+def _symbolic_layers(net: Network):
+    """The layers with symbolic shapes: the network's own when its input is symbolic, else
+    the spec checked at the input [C, H, W]."""
+    if net.symbols:
+        return list(net.layers())
+    from . import syntax
+    from .checker import check
+    return list(check(syntax.parse(net.source, net.file),
+                      (net.input_shape[0], "H", "W")).layers())
+
+
+def _symbolic_output(net: Network):
+    if net.symbols:
+        return net.output_shape
+    from . import syntax
+    from .checker import check
+    return check(syntax.parse(net.source, net.file), (net.input_shape[0], "H", "W")).output_shape
+
+
+def _check_dynamic(onnx, built: Built) -> None:
+    """onnx.checker and strict shape inference on the dynamic graph (weights as typed inputs,
+    as in _validate)."""
+    probe = type(built.model)()
+    probe.CopyFrom(built.model)
+    probe.graph.input.extend(
+        onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, arr.shape)
+        for name, arr in built.weights.items())
+    try:
+        onnx.shape_inference.infer_shapes(probe, check_type=True, strict_mode=True,
+                                          data_prop=True)
+        onnx.checker.check_model(probe, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+        raise InternalError(f"the generated ONNX graph with dynamic sizes is invalid: "
+                            f"{str(e).splitlines()[0]}") from None

@@ -312,3 +312,68 @@ def test_export_shows_its_stages_on_a_terminal_only(tmp_path):
     assert code == 0 and "\r[" not in err, err
     piped = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=120)
     assert piped.returncode == 0 and "\r" not in piped.stderr
+
+
+# -- dynamic spatial sizes --------------------------------------------------------------------------
+
+def _dims(vi):
+    return [d.dim_param or d.dim_value or "?" for d in vi.type.tensor_type.shape.dim]
+
+
+def test_unet_exports_with_dynamic_sizes_and_runs_at_other_multiples_of_8():
+    import onnxruntime as ort
+
+    from archgen.emit_onnx import build_dynamic
+
+    net = archgen.load(ROOT / "examples" / "unet_small.cnn").network
+    d = build_dynamic(net, fold=True)
+    g = d.built.model.graph
+    assert _dims(g.input[0]) == ["N", 3, "H", "W"] and _dims(g.output[0]) == ["N", 2, "H", "W"]
+    assert any("H // 2" in _dims(vi) for vi in g.value_info)
+    assert [n.input_shape[1] for n in d.sizes] == [64, 72, 104]
+    sess = ort.InferenceSession(d.built.tobytes())
+    module = build_module(d.sizes[0], d.state)
+    for h, w in ((64, 64), (40, 96)):
+        x = np.random.default_rng(h).standard_normal((1, 3, h, w), dtype=np.float32)
+        with torch.no_grad():
+            want = module(torch.from_numpy(x)).numpy()
+        got = sess.run(None, {"input": x})[0]
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+SYMBOLIC = "network Sym\ninput [3, S, S]\nconv2d(8, 3, padding=1)\nbatchnorm2d()\nrelu()\n" \
+           "conv2d(4, 3, stride=2, padding=1)\n"
+
+
+def test_symbolic_spec_exports_dynamic_by_default_and_parity_runs_at_two_sizes(tmp_path):
+    spec = tmp_path / "sym.cnn"
+    spec.write_text(SYMBOLIC)
+    out = tmp_path / "sym.onnx"
+    from click.testing import CliRunner
+
+    from archgen.cli import main
+    result = CliRunner().invoke(main, ["export", str(spec), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    g = onnx.load(out).graph
+    assert _dims(g.input[0]) == ["N", 3, "S", "S"]
+    assert _dims(g.output[0]) == ["N", 4, "(S + 1) // 2", "(S + 1) // 2"]
+    result = CliRunner().invoke(main, ["parity", str(spec), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    import json
+    docs = json.loads(result.stdout)
+    assert len(docs) == 2 and all(doc["ok"] for doc in docs)
+    assert docs[0]["notes"][-1] != docs[1]["notes"][-1]  # two sizes
+    result = CliRunner().invoke(main, ["export", str(spec), "-o", str(out), "--static-size"])
+    assert result.exit_code == 2 and "--input" in result.output
+
+
+@pytest.mark.parametrize("body, words", [
+    ("conv2d(4, 3)\nadaptive_avgpool2d(3)\n", "depends on the input size at the constant 'layers.1/"),
+    ("conv2d(4, 3)\nmaxpool2d(2, ceil_mode=true)\n", "depends on the input size at the node 'layers.1'"),
+    ("conv2d(4, 3)\nflatten()\nlinear(2)\n", "weights depend on the input size"),
+], ids=["uneven-adaptive-windows", "ceil-mode", "flatten-linear"])
+def test_dynamic_sizes_are_refused_where_the_graph_depends_on_them(body, words):
+    from archgen.emit_onnx import DynamicSizeError, build_dynamic
+    net = archgen.parse(f"network Fixed\ninput [3, 12, 12]\n{body}").network
+    with pytest.raises(DynamicSizeError, match=words):
+        build_dynamic(net)

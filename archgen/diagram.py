@@ -23,7 +23,7 @@ import json
 import math
 import re
 
-from .ir import Layer, Merge, Network, Node, Seq
+from .ir import Layer, Merge, Network, Node, Seq, walk
 from .record import record
 from .report import call_text
 
@@ -123,8 +123,8 @@ def _shape(s) -> str:
 
 
 def shape_text(copies: list[Node]) -> str:
-    first, last = copies[0].out_shape, copies[-1].out_shape
-    return _shape(first) if first == last else f"{_shape(first)} .. {_shape(last)}"
+    first, last = _shape(copies[0].out_shape), _shape(copies[-1].out_shape)
+    return first if first == last else f"{first} .. {last}"  # texts: sizes may be symbolic
 
 
 def _form(node: Node) -> tuple:
@@ -252,6 +252,11 @@ class _Svg:
         self.scale = scale  # pixels per feature-map pixel (to_scale)
         self.size: dict[int, tuple[float, float]] = {}
         self.out: list[str] = []
+        self.drawn: dict[int, tuple] = {}  # id(node) -> the shape drawn, where it differs
+
+    def dims(self, node: Node) -> tuple:
+        """The shape a glyph is drawn at: symbolic sizes at the sample network's sizes."""
+        return self.drawn.get(id(node), node.out_shape)
 
     # -- measuring ---------------------------------------------------------------------------
     def box_text(self, box: Box) -> list[str]:
@@ -277,7 +282,7 @@ class _Svg:
             w = max(_text_w(t) for t in lines) + 2 * PAD
             h = len(lines) * LINE_H + 2 * PAD - 2
             if self.to_scale:
-                gw, gh, _ = self.glyph_size(item.copies[0].out_shape)
+                gw, gh, _ = self.glyph_size(self.dims(item.copies[0]))
                 w, h = max(w, gw + 2 * PAD), h + gh + PAD
             size = (max(w, 70.0), h)
         elif isinstance(item, Join):
@@ -334,7 +339,7 @@ class _Svg:
         cx = left + w / 2
         y = top + PAD
         if self.to_scale:
-            y = self.cuboid(box.copies[0].out_shape, cx, y, stroke) + PAD
+            y = self.cuboid(self.dims(box.copies[0]), cx, y, stroke) + PAD
         lines = self.box_text(box)
         for i, t in enumerate(lines):
             cls = "head" if i == 0 else ("shape" if i == len(lines) - 1 else "args")
@@ -427,10 +432,13 @@ _STYLE = (
 
 def render_svg(net: Network, *, expand: bool = False, to_scale: bool = False) -> str:
     tree = build_tree(net, expand=expand)
-    spatial = [max(n.out_shape[1:]) for n in net.layers() if len(n.out_shape) == 3]
-    spatial.append(max(net.input_shape[1:]) if len(net.input_shape) == 3 else 1)
+    geo = net.sample or net  # symbolic sizes are drawn at the sample's, labelled as symbols
+    spatial = [max(n.out_shape[1:]) for n in geo.layers() if len(n.out_shape) == 3]
+    spatial.append(max(geo.input_shape[1:]) if len(geo.input_shape) == 3 else 1)
     index = {id(layer): i for i, layer in enumerate(net.layers())}
     svg = _Svg(to_scale, 160 / max(spatial), index)  # the largest map is 160 px across
+    if net.sample is not None:
+        svg.drawn = {id(a): b.out_shape for a, b in zip(walk(net.root), walk(geo.root))}
     tw, th = svg.measure(tree)
 
     def io_w(text: str) -> float:
@@ -439,7 +447,9 @@ def render_svg(net: Network, *, expand: bool = False, to_scale: bool = False) ->
     inp = f"input {_shape(net.input_shape)}"
     outp = f"output {_shape(net.output_shape)}"
     title = f"{net.name}: {_shape(net.input_shape)} -> {_shape(net.output_shape)}"
-    sub = (f"{net.total_params:,} parameters, {net.total_macs / 1e6:,.1f} M MACs"
+    macs = (f"{net.total_macs / 1e6:,.1f} M MACs" if net.sample is None else
+            f"{geo.total_macs / 1e6:,.1f} M MACs at {_shape(geo.input_shape)}")
+    sub = (f"{net.total_params:,} parameters, {macs}"
            f"{', feature maps to scale (depth: log2 channels)' if to_scale else ''}"
            f"{'' if expand else ', repeats folded (x N)'}")
     fams = families(tree)

@@ -15,7 +15,9 @@ from .ir import Layer, Network
 from .report import call_text
 
 
-def _row(index: int, layer: Layer) -> dict:
+def _row(index: int, layer: Layer, drawn: Layer, saved) -> dict:
+    """One table row; `drawn` is the same layer at the sample sizes of a symbolic network
+    (what the columns sort by), `saved` its bytes kept for backward (training, batch 1)."""
     shape = layer.out_shape
     return {
         "index": index,
@@ -24,14 +26,25 @@ def _row(index: int, layer: Layer) -> dict:
         "family": family(layer),
         "line": layer.span.line,
         "shape": "[" + ", ".join(map(str, shape)) + "]",
-        "size": _product(shape),
-        "params": layer.params,
+        "size": _product(drawn.out_shape),
+        "params": drawn.params,
         "params_text": f"{layer.params:,}",
-        "macs": layer.macs,
+        "macs": drawn.macs,
         "macs_text": f"{layer.macs:,}",
+        "memory": saved if isinstance(saved, int) else -1,
+        "memory_text": _bytes(saved),
         "rf": layer.rf.label(),
         "rf_size": max(layer.rf.size),
     }
+
+
+def _bytes(n) -> str:
+    if not isinstance(n, int):
+        return f"({n}) B"
+    for unit, size in (("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:,.2f} {unit}"
+    return f"{n:,} B"
 
 
 def _product(shape) -> int:
@@ -69,18 +82,23 @@ def render_report(net: Network, *, source: str, diagnostics: list[Diagnostic],
         loader=jinja2.FunctionLoader(lambda name: root.joinpath(name).read_text("utf-8")),
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
         autoescape=True)
+    from .memory import estimate
     layers = list(net.layers())
+    drawn = list((net.sample or net).layers())
+    mem = estimate(net)
     return env.get_template("report.html.j2").render(
         name=net.name,
         file=net.file,
         input_shape="[" + ", ".join(map(str, net.input_shape)) + "]",
         output_shape="[" + ", ".join(map(str, net.output_shape)) + "]",
         params=f"{net.total_params:,}",
-        memory=f"{net.total_params * 4 / 2**20:,.2f} MiB",
+        memory=_bytes(net.total_params * 4),
         macs=f"{net.total_macs:,}",
-        gmacs=f"{net.total_macs / 1e9:,.3f}",
+        gmacs=f"{(net.sample or net).total_macs / 1e9:,.3f}",
+        saved=_bytes(mem.saved_for_backward_bytes),
         n_layers=len(layers),
-        rows=[_row(i, layer) for i, layer in enumerate(layers)],
+        rows=[_row(i, layer, d, mem.of(layer).saved_for_backward_bytes)
+              for i, (layer, d) in enumerate(zip(layers, drawn))],
         warnings=[_warning(d, source) for d in diagnostics if not d.is_error],
         parity=None if parity is None else {"ok": parity.ok, "text": parity.to_text()},
         colours=[(fam, stroke) for fam, (_, stroke) in COLOURS.items()],

@@ -902,6 +902,12 @@ def _block_class(low: _Lowering, block: sx.BlockDef, instances: list[Seq]) -> _B
                                 [Item(walk.py(p.default), f"{p.name} = ")])]))
     sizes = [n for n in _SIZES if n in walk.used]
     params = sizes + [p.name for p in block.params]
+    for seq in instances:  # every call passes literals (a symbolic input size is none)
+        for name in params:
+            try:
+                py_literal(seq.args[name])
+            except TypeError:
+                raise _NotGeneric(f"{name} is not a literal") from None
     signature = [f"{n}: int" for n in sizes] + signature
     if walk.sequential and walk.lists:
         body = [*fixups, Item("[]", "layers: list[nn.Module] = "), *init,

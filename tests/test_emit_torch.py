@@ -940,3 +940,53 @@ def test_random_specs_cover_every_option():
             expected.add(f"{kind.name}.{p.name}")
             expected |= {f"{kind.name}.{p.name}={c}" for c in p.choices}
     assert not expected - found, sorted(expected - found)
+
+
+# ---------------------------------------------------------------------------------------------
+# compile: file names, collisions, --print of ONNX
+
+def _compile(*args: str):
+    from click.testing import CliRunner
+
+    from archgen.cli import main
+    return CliRunner().invoke(main, ["compile", *args])
+
+
+def test_compile_names_the_file_after_the_spec_and_refuses_two_outputs_at_one_path(tmp_path):
+    text = (ROOT / "examples" / "seed_cnn.cnn").read_text()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "net.cnn").write_text(text)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "net.cnn").write_text(text.replace("SeedCNN", "Other"))
+    out = tmp_path / "out"
+    result = _compile(str(tmp_path / "a" / "net.cnn"), str(tmp_path / "b" / "net.cnn"),
+                      "-o", str(out))
+    assert result.exit_code == 2, result.output
+    assert "would both write" in result.output and "nothing written" in result.output
+    assert not out.exists() or not list(out.iterdir())
+    result = _compile(str(tmp_path / "a" / "net.cnn"), "-o", str(out), "--target", "all")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["net.onnx", "net.py"]
+    result = _compile(str(tmp_path / "b" / "net.cnn"), "-o", str(out), "--name", "other_net")
+    assert result.exit_code == 0 and (out / "other_net.py").exists()
+    assert "archgen compile " in (out / "other_net.py").read_text()
+    assert "--name other_net -o" in (out / "other_net.py").read_text()  # the exact command
+
+
+@pytest.mark.parametrize("stem", ["../x", "a/b", ".hidden", "", "x" * 101, "a b", "end."])
+def test_compile_name_must_be_a_safe_stem(tmp_path, stem):
+    result = _compile(str(SEED), "-o", str(tmp_path), "--name", stem)
+    assert result.exit_code == 2 and "--name" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_compile_print_onnx_prints_the_text_form(tmp_path, monkeypatch):
+    pytest.importorskip("onnx")
+    import onnx.parser
+    monkeypatch.chdir(tmp_path)
+    result = _compile(str(SEED), "--print", "--target", "onnx")
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    assert "<" in text and "Conv" in text
+    model = onnx.parser.parse_model(text)
+    assert model.graph.name and not list(tmp_path.iterdir())  # nothing written

@@ -46,10 +46,10 @@ class NetworkMemory:
     output_bytes: object  # every layer's output, views included: torchsummary's sum
     saved_for_backward_bytes: object
     inference_peak_bytes: object
-    layers: dict  # id(layer) -> LayerMemory
+    layers: dict  # id(layer) -> [parameter, output, saved, inference peak] bytes
 
     def of(self, layer: Layer) -> LayerMemory:
-        return self.layers[id(layer)]
+        return LayerMemory(*self.layers[id(layer)])
 
     def to_json(self) -> dict:
         return {"batch": self.batch, "dtype": self.dtype,
@@ -78,7 +78,7 @@ def estimate(net: Network, *, batch: int = 1, dtype: str = "float32",
     tensor in the activation dtype."""
     act = DTYPES[dtype]
     unit = {"act": act, "param": act, "mask": 1 if device == "cuda" else act}
-    layers: dict[int, LayerMemory] = {}
+    layers: dict[int, list] = {}
     totals = {"saved": 0, "outputs": 0}
 
     def nbytes(elements, per):
@@ -86,10 +86,13 @@ def estimate(net: Network, *, batch: int = 1, dtype: str = "float32",
 
     # -- training: what autograd keeps, each storage once, charged to the first layer that
     # keeps it
+    facets: dict[int, tuple] = {}  # id(layer) -> (its Memory, its output's bytes)
+
     def train(node: Node, x: _Storage) -> _Storage:
         if isinstance(node, Layer):
             m = node.kind.memory(node.args, node.in_shape, node.out_shape)
             out_bytes = prod(node.out_shape) * act * batch
+            facets[id(node)] = m, out_bytes
             y = x if m.aliases else _Storage(out_bytes)
             y.grad = x.grad or node.params != 0
             saved = 0
@@ -105,7 +108,7 @@ def estimate(net: Network, *, batch: int = 1, dtype: str = "float32",
                 saved = saved + nbytes(elements, per) * batch
             for elements, per in m.fixed if recorded else ():
                 saved = saved + nbytes(elements, per)
-            layers[id(node)] = LayerMemory(node.params * act, out_bytes, saved, 0)
+            layers[id(node)] = [node.params * act, out_bytes, saved, 0]
             totals["saved"] = totals["saved"] + saved
             totals["outputs"] = totals["outputs"] + out_bytes
             return y
@@ -135,16 +138,16 @@ def estimate(net: Network, *, batch: int = 1, dtype: str = "float32",
 
     def infer(node: Node, x: _Storage) -> _Storage:
         if isinstance(node, Layer):
-            m = node.kind.memory(node.args, node.in_shape, node.out_shape)
+            m, out_bytes = facets[id(node)]
             alias = m.aliases if m.eval_aliases is None else m.eval_aliases
             if alias:
                 x.refs += 1
                 y = x
             else:
-                y = _Storage(prod(node.out_shape) * act * batch)
+                y = _Storage(out_bytes)
                 live["now"] = live["now"] + y.nbytes
-            here = live["now"] + m.temp * act * batch
-            layers[id(node)].inference_peak_bytes = here
+            here = live["now"] + m.temp * act * batch if m.temp else live["now"]
+            layers[id(node)][3] = here
             peaks.append(here)
             release(x)
             return y

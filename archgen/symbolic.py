@@ -385,6 +385,8 @@ def at_least(a, b) -> bool:
 
 def smax_all(values: list):
     """The largest of sizes that may be symbolic, without the ones another one bounds."""
+    if not any(isinstance(v, Sym) for v in values):
+        return max(values)
     kept: list = []
     for v in values:
         if any(at_least(k, v) for k in kept):

@@ -685,7 +685,8 @@ def compile_(specs: tuple[str, ...], out_dir: str, target: str, to_stdout: bool,
               help="The .onnx file to write, or a directory (an existing one, or DIR/) for "
                    "DIR/<network>.onnx.")
 @click.option("--weights", callback=_weights_file,
-              help="A state_dict of the generated module, saved with torch.save.")
+              help="A state_dict of the generated module, saved with torch.save, or a "
+                   ".safetensors file (read without PyTorch).")
 @_ALLOW_NONFINITE
 @click.option("--opset", type=int, default=None, callback=_opset,
               help="ONNX opset (default: archgen's), from archgen's oldest to the newest the "
@@ -759,7 +760,8 @@ def export(spec: str, output: str, weights: str | None, allow_nonfinite: bool,
 @_input_option
 @click.argument("spec")
 @click.option("--weights", callback=_weights_file,
-              help="A state_dict of the generated module, saved with torch.save.")
+              help="A state_dict of the generated module, saved with torch.save, or a "
+                   ".safetensors file (read without PyTorch).")
 @_ALLOW_NONFINITE
 @click.option("--seed", type=int, default=0, show_default=True, callback=_seed,
               help="Seed of the inputs, and of the weights when no checkpoint is given.")
@@ -811,8 +813,8 @@ def parity(spec: str, weights: str | None, allow_nonfinite: bool, seed: int, bat
     notes: list[str] = []
     try:
         progress.stage("weights")
-        state = (load_weights(net, weights, allow_nonfinite=allow_nonfinite, notes=notes)
-                 if weights else None)
+        state = (load_weights(net, weights, allow_nonfinite=allow_nonfinite, notes=notes,
+                              reader="numpy") if weights else None)
     except WeightsError as e:
         progress.done()
         click.echo(f"error: {e}", err=True)

@@ -2,11 +2,11 @@
 
     python bench/bench_onnx.py [--runs 3]
 
-1. Time to produce the ONNX file of examples/vgg16.cnn through archgen's templates
-   (`build_onnx` with given weights, checker and strict shape inference included, then the
-   file written) against `torch.onnx.export` of the generated module with the same weights
-   (the TorchScript exporter, dynamo=False: the dynamo exporter needs onnxscript). Weight
-   initialisation is outside both timings.
+1. In-process time to produce the ONNX file of examples/vgg16.cnn through archgen's templates
+   (`build_graph(...).save`, export's path, with given weights, checker and strict shape
+   inference included; bench/bench_export.py measures whole processes as users run them)
+   against `torch.onnx.export` of the generated module with the same weights (the
+   TorchScript exporter, dynamo=False). Weight initialisation is outside both timings.
 2. Forward time of onnxruntime (CPU provider) against PyTorch for the generated SeedCNN and
    VGG16, same weights, 2 threads each, interleaved rounds.
 Medians, measured in one run of this script.
@@ -44,7 +44,7 @@ def main() -> None:
     import torch
 
     import archgen
-    from archgen.emit_onnx import DEFAULT_OPSET, build_onnx, save_onnx
+    from archgen.emit_onnx import DEFAULT_OPSET, build_graph, build_onnx
     from archgen.weights import initial_state
 
     torch.set_num_threads(2)
@@ -62,8 +62,8 @@ def main() -> None:
     vgg = nets["vgg16"]
     x = torch.randn(1, *vgg.input_shape)
 
-    def with_archgen():
-        save_onnx(build_onnx(vgg, state_dict=states["vgg16"]), tmp / "archgen.onnx")
+    def with_archgen():  # export's path: one serialisation, weights streamed into the file
+        build_graph(vgg, state_dict=states["vgg16"], fold=True).save(tmp / "archgen.onnx")
 
     def with_torch():
         torch.onnx.export(modules["vgg16"], (x,), str(tmp / "torch.onnx"), dynamo=False,

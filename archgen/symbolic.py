@@ -34,11 +34,9 @@ are solved by enumeration over a bounded range instead, and say so.
 
 from __future__ import annotations
 
-import ast as _pyast
 import functools
 import math
 from contextlib import contextmanager
-from fractions import Fraction
 from typing import Any
 
 # -- expressions ----------------------------------------------------------------------------
@@ -420,6 +418,7 @@ def scale(size, factor: float):
         return math.floor(out) if math.isfinite(out) else -1
     if float(factor).is_integer():
         return size * int(factor)
+    from fractions import Fraction  # only here: check's start-up does without it
     frac = Fraction(factor).limit_denominator(1000)
     if float(frac) != factor:
         raise SymbolicBranch(f"scale_factor {factor} is not a simple fraction")
@@ -795,6 +794,7 @@ def evaluate(text: str | int, env: dict) -> int:
     >>> evaluate("(H + 1) // 2 * max(W, 3)", {"H": 7, "W": 2})
     12
     """
+    import ast as _pyast
     if isinstance(text, int):
         return text
     tree = _pyast.parse(text, mode="eval")

@@ -48,6 +48,7 @@ from .templating import environment
 WIDTH = 88  # ruff format's default line length
 BODY_INDENT = 8  # a method body
 MAX_LISTED = 4  # line numbers listed in one comment
+MAX_SEQUENTIAL_DEPTH = 4  # nn.Sequential( levels a loop of block calls may sit in, for its width
 
 
 @dataclass(frozen=True)
@@ -971,7 +972,11 @@ def _runs(items: list[Item], classes: set[str]) -> list[Item]:
                     text = text.replace("0 + i", "i", 1) if text.startswith("0 + ") else text
                 args.append(arg.head + text)
             loop = f"*[{first.expr.func}({', '.join(args)}) for {variable} in range({len(run)})]"
-            out.append(Item(loop, "", [node for item in run for node in item.nodes]))
+            # on one line inside nn.Sequential( at any depth archgen nests: ruff keeps it
+            fits = len(loop) + 1 <= WIDTH - BODY_INDENT - 4 * MAX_SEQUENTIAL_DEPTH
+            out.append(Item(loop, "", [node for item in run for node in item.nodes])
+                       if fits else first)
+            run = run if fits else run[:1]
         else:
             run = run[:1]
             out.append(first)

@@ -259,7 +259,7 @@ def test_generated_header_is_the_exact_command_that_regenerates_it(tmp_path, mon
     shutil.copy(SEED, spec)
     result = run("compile", str(spec), "-o", "out dir")
     assert result.exit_code == 0, result.output
-    written = tmp_path / "out dir" / "seed_cnn.py"
+    written = tmp_path / "out dir" / "it_s_seed.py"  # the spec's stem as a module name
     doc = ast.get_docstring(ast.parse(written.read_text()))
     [command] = [line.split(": ", 1)[1] for line in doc.splitlines()
                  if line.startswith("Regenerate with: ")]
@@ -268,5 +268,5 @@ def test_generated_header_is_the_exact_command_that_regenerates_it(tmp_path, mon
     assert argv[:2] == ["archgen", "compile"]
     before = written.read_bytes()
     again = run(*argv[1:])
-    assert again.exit_code == 0 and f"unchanged {Path('out dir') / 'seed_cnn.py'}" in again.output
+    assert again.exit_code == 0 and f"unchanged {Path('out dir') / 'it_s_seed.py'}" in again.output
     assert written.read_bytes() == before

@@ -240,7 +240,7 @@ def test_write_error_is_one_line_and_leaves_the_old_file(tmp_path, spec, monkeyp
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(fsutil, "_write_all", full)
-    result = run("compile", tmp_path / "other.cnn", "-o", out)
+    result = run("compile", tmp_path / "other.cnn", "-o", out, "--name", "tiny")
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert result.stderr.splitlines() == [
         f"error: cannot write {out / 'tiny.py'}: No space left on device"]

@@ -94,7 +94,7 @@ class _Live:
 
 # The generated forward of a network with branches keeps each branch's output in a local
 # (x1, x2) until the forward returns or the name is reused, longer than the merge needs it:
-# DenseNet-121 (+12%), MobileNetV2 (+8%), ResNet-50 (+29%) and the U-Net (+84%) peak higher
+# DenseNet-121 (+13%), MobileNetV2 (+8%), ResNet-50 (+29%) and the U-Net (+84%) peak higher
 # in the generated module than archgen's figure, which frees them at the merge.
 _PEAK_EXACT = ["alexnet", "lenet5", "resnet18", "resnet34", "seed_cnn", "squeezenet1_1",
                "vgg16", "vgg16_bn"]

@@ -94,9 +94,10 @@ def estimate(net: Network, *, batch: int = 1, dtype: str = "float32",
             out_bytes = prod(node.out_shape) * act * batch
             facets[id(node)] = m, out_bytes
             y = x if m.aliases else _Storage(out_bytes)
-            y.grad = x.grad or node.params != 0
+            weights = isinstance(node.params, Sym) or node.params != 0
+            y.grad = x.grad or weights
             saved = 0
-            recorded = x.grad or node.params != 0  # else autograd records nothing
+            recorded = x.grad or weights  # else autograd records nothing
             for which in m.saves if recorded else ():
                 s = x if which == "input" else y
                 if which == "input" and m.input_needs_grad and not x.grad:

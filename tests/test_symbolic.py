@@ -215,3 +215,23 @@ def test_input_option_overrides_every_command(tmp_path):
     assert "[8, 8, 8]" in r.output
     r = CliRunner().invoke(main, ["check", "--input", "3,H,W", str(spec)])
     assert "valid for H >= 3 and W >= 3" in r.output
+
+
+def test_targets_with_symbolic_sizes(tmp_path):
+    """compile writes the size-agnostic module; a layer argument that would depend on the
+    size is one located line and exit 1; diagram and report label shapes as expressions."""
+    agnostic = tmp_path / "a.cnn"
+    agnostic.write_text("input [3, H, W]\nconv2d(8, 3, stride=2, padding=same)\nrelu()\n"
+                        "adaptive_avgpool2d(1)\nflatten()\nlinear(4)\n")
+    r = CliRunner().invoke(main, ["compile", str(agnostic), "--print"])
+    assert r.exit_code == 0 and "nn.Linear(8, 4)" in r.output, r.output
+    pinned = tmp_path / "p.cnn"
+    pinned.write_text("input [3, H, W]\nmaxpool2d(2)\nflatten()\nlinear(4)\n")
+    r = CliRunner().invoke(main, ["compile", str(pinned), "--print"])
+    assert r.exit_code == 1 and ":4:1: linear's in_features would be 3 * (H // 2) * (W // 2)" \
+        in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(main, ["diagram", "--format", "mermaid", str(agnostic)])
+    assert r.exit_code == 0 and "(H + 1) // 2" in r.output
+    out = tmp_path / "r.html"
+    r = CliRunner().invoke(main, ["report", str(pinned), "-o", str(out)])
+    assert r.exit_code == 0 and "H // 2" in out.read_text() and ">memory</th>" in out.read_text()

@@ -147,7 +147,7 @@ def estimate(net: Network, *, batch: int = 1, dtype: str = "float32",
             else:
                 y = _Storage(out_bytes)
                 live["now"] = live["now"] + y.nbytes
-            here = live["now"] + m.temp * act * batch if m.temp else live["now"]
+            here = live["now"] + m.temp * act * batch
             layers[id(node)][3] = here
             peaks.append(here)
             release(x)

@@ -15,6 +15,7 @@ from archgen import syntax
 from archgen.checker import check
 from archgen.cli import main
 from archgen.ir import walk
+from archgen.report import network_json
 from archgen.symbolic import Constraint, Sym, evaluate, solve
 
 EXAMPLES = sorted(Path(__file__).parent.parent.joinpath("examples").glob("*.cnn"))
@@ -132,6 +133,7 @@ def test_random_stacks_exact(seed):
             for m in (n, 32):
                 assert not _ok(check(spec, (4, n, m))) or not _ok(check(spec, (4, m, n)))
         return
+    json.dumps(network_json(sym_net, "stack.cnn"), allow_nan=False)  # memory too
     _sweep(spec, (4, "H", "W"), [1, 2])
 
 

@@ -8,13 +8,18 @@ torchvision's classes written out with the same modules, attributes and forward 
 (torchvision/models/{resnet,mobilenetv2,densenet,squeezenet,vgg}.py: in-place ReLUs,
 `out += identity`, DenseNet's concatenation of the list of earlier features). The generated
 module's weights are copied into the reference in state_dict order (same shapes, checked), the
-outputs are compared, then both run interleaved in one process (eval mode, no_grad, CPU) at
-batch 1 and 32; the table gives the medians and generated / reference.
+outputs are compared, then they run interleaved in one process (eval mode, no_grad, CPU) at
+batch 1 and 32; the table gives the medians and generated / reference. A third module is the
+reference with its in-place activations turned off (`inplace=False`, as the specs' `relu()`):
+the difference that is the code's own, not the spec's. `--inplace` compiles the spec with every
+`relu()` and `relu6()` written `relu(inplace=true)` instead (what torchvision writes; the
+checker refuses it where a merge's other branches read the same input, E410).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
 import time
@@ -281,10 +286,15 @@ REFERENCES = {
 
 # -- the measurement ----------------------------------------------------------------------------
 
-def _pair(name: str):
+def _pair(name: str, inplace: bool = False):
     import archgen
     from archgen.emit_torch import load_module
-    net = archgen.load(ROOT / "examples" / f"{name}.cnn").network
+    path = ROOT / "examples" / f"{name}.cnn"
+    text = path.read_text()
+    if inplace:
+        text = text.replace("relu()", "relu(inplace=true)").replace("relu6()",
+                                                                      "relu6(inplace=true)")
+    net = archgen.parse(text, str(path)).network
     torch.manual_seed(0)
     generated = load_module(net).eval()
     reference = REFERENCES[name]().eval()
@@ -307,14 +317,21 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=9, help="timed runs per module at batch 1")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--models", default=",".join(REFERENCES))
+    parser.add_argument("--inplace", action="store_true",
+                        help="compile the specs with in-place ReLUs, as torchvision writes them")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s), CPU, eval, no_grad; "
-          f"medians of interleaved runs")
-    print("| model | batch | generated ms | torchvision ms | ratio |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+          f"medians of interleaved runs{'; specs with relu(inplace=true)' * args.inplace}")
+    print("| model | batch | generated ms | torchvision ms | ratio | torchvision, no in-place ms "
+          "| ratio |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name in args.models.split(","):
-        net, generated, reference = _pair(name)
+        net, generated, reference = _pair(name, args.inplace)
+        copied = copy.deepcopy(reference)
+        for module in copied.modules():
+            if getattr(module, "inplace", False):
+                module.inplace = False
         for batch in (1, 32):
             reps = args.reps if batch == 1 else max(3, args.reps // 3)
             x = torch.randn(batch, *net.input_shape, generator=torch.Generator().manual_seed(1))
@@ -322,13 +339,15 @@ def main() -> None:
                 err = (generated(x) - reference(x)).abs().max().item()
                 if err > 1e-3:
                     raise SystemExit(f"{name}: outputs differ by {err}")
-                ours, theirs = [], []
-                for i in range(reps):  # interleaved, alternating which goes first
-                    pair = [(generated, ours), (reference, theirs)]
-                    for model, times in (pair if i % 2 == 0 else pair[::-1]):
-                        times.append(_time(model, x))
-            a, b = statistics.median(ours) * 1e3, statistics.median(theirs) * 1e3
-            print(f"| {name} | {batch} | {a:.1f} | {b:.1f} | {a / b:.3f} |", flush=True)
+                runs: list[list[float]] = [[], [], []]
+                modules = [generated, reference, copied]
+                for i in range(reps):  # interleaved, each in turn going first
+                    for k in range(3):
+                        j = (i + k) % 3
+                        runs[j].append(_time(modules[j], x))
+            a, b, c = (statistics.median(r) * 1e3 for r in runs)
+            print(f"| {name} | {batch} | {a:.1f} | {b:.1f} | {a / b:.3f} | {c:.1f} | "
+                  f"{a / c:.3f} |", flush=True)
 
 
 if __name__ == "__main__":

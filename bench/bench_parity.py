@@ -62,6 +62,14 @@ def _floor_needed(m, factor: float) -> float:
     return max(0.0, m.onnx_error - factor * m.torch_error)
 
 
+def _factor_needed(m, floor: float) -> float:
+    """The factor this tensor needs above `floor`."""
+    excess = m.onnx_error - floor
+    if excess <= 0:
+        return 0.0
+    return excess / m.torch_error if m.torch_error else float("inf")
+
+
 def perturbed(net, batch: int):
     """[(what, layer changed, report)] at seed 0."""
     import perturb
@@ -101,7 +109,8 @@ def random_networks(count: int) -> None:
     from archgen import parity
 
     rng = random.Random(1234)
-    out_ratios, layer_ratios, floors, exact, total, fails, nets = [], [], [], 0, 0, 0, 0
+    out_ratios, layer_ratios, floors, factors = [], [], [], []
+    exact = total = fails = nets = 0
     for i in range(count):
         spec = archgen.parse(_random_spec(rng), f"random{i}.cnn")
         if not spec.ok:
@@ -111,13 +120,15 @@ def random_networks(count: int) -> None:
         out_ratios.append(out.ratio)
         layer_ratios += [m.ratio for m in layers if m.torch_error]
         floors += [_floor_needed(m, parity.FACTOR) for m in [out, *layers]]
+        factors += [_factor_needed(m, parity.FLOOR) for m in [out, *layers]]
         exact += sum(1 for m in layers if not m.torch_error)
         total += len(layers)
         fails += sum(1 for m in [out, *layers] if not m.ok)
     finite = [r for r in out_ratios if r != float("inf")]
     print(f"  {nets} random networks (batch 2): output ratio median "
           f"{statistics.median(finite):.2f}, max {max(finite):.2f}; layer ratio max "
-          f"{max(layer_ratios):.2f}; floor needed up to {max(floors):.2g}; float32 PyTorch "
+          f"{max(layer_ratios):.2f}; factor needed up to {max(factors):.2f}, floor needed up "
+          f"to {max(floors):.2g}; float32 PyTorch "
           f"exact at {exact}/{total} layers; {fails} tensors fail\n", flush=True)
 
 
@@ -142,9 +153,11 @@ def main() -> None:
     print(f"parity rule: max|onnx - f64| <= {parity.FACTOR:g} * max|torch - f64| + "
           f"{parity.FLOOR:g} * max|f64|; batch {args.batch}, seeds 0-{args.seeds - 1}\n")
     print("correct exports, over the seeds: the ratio at the output (min / median / max) and "
-          "at any layer (max, where float32 PyTorch is inexact); the floor any tensor needs at "
-          "the factor; how often float32 PyTorch is exact at a layer")
-    out_ratios, layer_ratios, floors, t0 = [], [], [], time.perf_counter()
+          "at any layer (max, where float32 PyTorch is inexact); the factor any tensor needs "
+          "above the floor; the floor any tensor needs at the factor; how often float32 "
+          "PyTorch is exact at a layer")
+    out_ratios, layer_ratios, floors, factors = [], [], [], []
+    t0 = time.perf_counter()
     rows = []
     for name in names:
         net = archgen.load(ROOT / "examples" / f"{name}.cnn").network
@@ -153,17 +166,20 @@ def main() -> None:
         layers = [m for _, ms in results for m in ms]
         lr = max((m.ratio for m in layers if m.torch_error), default=0.0)
         fl = max(_floor_needed(m, parity.FACTOR) for out, ms in results for m in [out, *ms])
+        fn = max(_factor_needed(m, parity.FLOOR) for out, ms in results for m in [out, *ms])
+        factors.append(fn)
         exact = sum(1 for m in layers if not m.torch_error)
         out_ratios += ratios
         layer_ratios.append(lr)
         floors.append(fl)
         fails = sum(1 for out, ms in results for m in [out, *ms] if not m.ok)
         print(f"  {name:14} output {min(ratios):5.2f} / {statistics.median(ratios):5.2f} / "
-              f"{max(ratios):5.2f}   layers {lr:5.2f}   floor needed {fl:8.2g}   "
+              f"{max(ratios):5.2f}   layers {lr:5.2f}   needs {fn:4.2f}x / {fl:.2g}   "
               f"exact {exact}/{len(layers)}{f'   {fails} FAIL' if fails else ''}", flush=True)
         rows.append((name, net))
     print(f"  all: output ratio {min(out_ratios):.2f}-{max(out_ratios):.2f}, layer ratio up to "
-          f"{max(layer_ratios):.2f}, floor needed up to {max(floors):.2g}\n")
+          f"{max(layer_ratios):.2f}; factor needed up to {max(factors):.2f}, floor needed up "
+          f"to {max(floors):.2g}\n")
     if args.random:
         random_networks(args.random)
     print("bugs (seed 0): output ratio, ONNX's error relative to the output's magnitude, "

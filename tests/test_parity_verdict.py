@@ -302,3 +302,12 @@ def test_json_document(files):
     assert set(data) >= {"ok", "mode", "onnx_error", "torch_error", "ratio", "factor", "floor",
                          "seeds", "onnx_file", "weights", "first_divergence"}
     assert [s["seed"] for s in data["seeds"]] == [0, 1] and data["onnx_file"] is None
+
+
+def test_cli_rtol_or_atol_selects_the_absolute_mode(files):
+    d, _ = files
+    result = _cli("parity", str(d / "probe.cnn"), "--atol", "1e-5", "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output[result.output.index("{"):])
+    assert (data["mode"], data["rtol"], data["atol"]) == ("absolute", 1e-4, 1e-5)
+    assert data["onnx_error"] is None and data["ratio"] is None

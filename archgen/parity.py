@@ -64,6 +64,7 @@ class Measure:
     used: float
     onnx_error: float | None = None
     torch_error: float | None = None
+    problem: str | None = None  # why no error could be measured
 
     @property
     def ratio(self) -> float | None:
@@ -83,11 +84,11 @@ def _ratio(onnx_error: float | None, torch_error: float | None) -> float | None:
     return 1.0 if onnx_error == 0 else math.inf
 
 
-def _mismatch(scale: float = 0.0, numerical: bool = True) -> Measure:
+def _mismatch(problem: str, numerical: bool = True) -> Measure:
     """A comparison that cannot be made (shapes differ, NaN, ONNX fails to run)."""
     inf = math.inf
-    return Measure(False, inf, inf, scale, inf, inf if numerical else None,
-                   0.0 if numerical else None)
+    return Measure(False, inf, inf, 0.0, inf, inf if numerical else None,
+                   0.0 if numerical else None, problem)
 
 
 @dataclass
@@ -102,6 +103,7 @@ class Divergence:
     shape: list[int]
     onnx_error: float | None = None
     torch_error: float | None = None
+    problem: str | None = None  # why no error could be measured (shapes, non-finite values)
 
     @property
     def ratio(self) -> float | None:
@@ -112,7 +114,7 @@ class Divergence:
                 "max_abs": _number(self.max_abs), "max_rel": _number(self.max_rel),
                 "onnx_error": _number(self.onnx_error),
                 "torch_error": _number(self.torch_error), "ratio": _number(self.ratio),
-                "shape": self.shape}
+                "shape": self.shape, "problem": self.problem}
 
 
 def _number(v: float | None) -> float | str | None:
@@ -191,7 +193,10 @@ class ParityReport:
             lines.append(f"  per seed ({label}): " + ", ".join(one(r) for r in self.runs))
         d = self.first_divergence
         if d is not None:
-            if d.onnx_error is None:
+            if d.problem is not None:
+                lines.append(f"  first diverging layer: {d.path} ({d.op}) at {d.location}: "
+                             f"{d.problem}")
+            elif d.onnx_error is None:
                 lines.append(f"  first diverging layer: {d.path} ({d.op}) at {d.location}: "
                              f"max abs error {d.max_abs:.3g}, {d.max_rel:.3g} of its magnitude")
             else:
@@ -251,12 +256,14 @@ class Rule:
         """`got` (ONNX) against `ref` (float32 PyTorch) and, in float64 mode, `ref64`."""
         numerical = self.mode == "float64"
         if got.shape != ref.shape:
-            return _mismatch(numerical=numerical)
+            return _mismatch(f"ONNX gives the shape {list(got.shape)}, PyTorch "
+                             f"{list(ref.shape)}", numerical)
         got, ref = got.astype(np.float64), ref.astype(np.float64)
         finite = np.isfinite(got) & np.isfinite(ref)
         # equal infinities agree; NaN never does, nor an infinity against a number
         if not (finite | (got == ref)).all():
-            return _mismatch(numerical=numerical)
+            return _mismatch("non-finite values differ (NaN, or an infinity against a number "
+                             "or the other infinity)", numerical)
         if numerical:
             finite &= np.isfinite(ref64)
         if not finite.any():
@@ -535,12 +542,10 @@ def run_parity(net: Network, *, state_dict: Mapping | None = None, seed: int = 0
         except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
             got, problem = None, f"onnxruntime fails to run the graph: {_first_line(e)}"
         if got is None:
-            m = _mismatch(numerical=rule.mode == "float64")
-        elif got.shape != ref.shape:
-            m = _mismatch(numerical=rule.mode == "float64")
-            problem = f"PyTorch gives the shape {list(ref.shape)}, ONNX {list(got.shape)}"
+            m = _mismatch(problem, numerical=rule.mode == "float64")
         else:
             m = rule.judge(np, got, ref, ref64)
+            problem = m.problem
         runs.append(SeedRun(s, m))
         if worst is None or (not m.ok, m.used) > (not worst[0].ok, worst[0].used):
             worst = (m, s, _largest(np, ref), list(ref.shape[1:]), problem)
@@ -608,7 +613,8 @@ def _localise(net: Network, module, model, name_in: str, x, rule: Rule, notes: l
         if not m.ok:
             s = layer.span
             return Divergence(layer.path, layer.op, f"{s.file}:{s.line}:{s.column}",
-                              m.max_abs, m.max_rel, shape, m.onnx_error, m.torch_error)
+                              m.max_abs, m.max_rel, shape, m.onnx_error, m.torch_error,
+                              m.problem)
     missing = len(list(net.layers())) - len(measures)
     if missing:
         notes.append(f"{missing} of the spec's layers have no node of their name in "

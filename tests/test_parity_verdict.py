@@ -145,6 +145,8 @@ def test_a_wrong_ceil_mode(probe):
     report = parity.run_parity(probe, state_dict=state, onnx_file=model)
     _assert_names(report, probe, "stem.3")
     assert report.first_divergence.onnx_error == math.inf  # 8x8 against 9x9
+    assert ("first diverging layer: stem.3 (maxpool2d) at probe.cnn:7:5: ONNX gives the shape "
+            "[2, 8, 8, 8], PyTorch [2, 8, 9, 9]") in report.to_text()
 
 
 def test_the_absolute_mode_is_kept():
@@ -292,6 +294,7 @@ def test_json_is_strict_when_errors_are_not_finite(probe):
     data = json.loads(json.dumps(report.to_json(), allow_nan=False))
     assert data["onnx_error"] == "inf" and data["ratio"] == "inf"
     assert data["seeds"][0]["max_abs"] == "inf" and data["mode"] == "float64"
+    assert "note: non-finite values differ" in report.to_text()
 
 
 def test_json_document(files):

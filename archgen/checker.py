@@ -977,9 +977,12 @@ class Checker:
                 if m > 256:
                     continue
                 m = math.lcm(m, c.modulus)
-                firing = []
+                firing, skips = [], False
+                # one size per residue, large enough that the map holds many windows: what
+                # happens there happens at every larger size of that residue
+                start = c.min + m * (max(a["kernel_size"]) + 2)
                 for r in range(m):
-                    n = c.first(r, m)
+                    n = c.first(r, m, start)
                     if n is None:
                         continue
                     at = dict(env, **{name: n})
@@ -989,12 +992,15 @@ class Checker:
                              if w.code == "W500" and word in w.message]
                     if warns:
                         firing.append(r)
+                        skips = skips or " skips " in warns[0].message
                         example = example or (name, n, warns[0])
                 if not firing:
                     continue
                 valid = [r for r in range(m) if c.first(r, m) is not None]
-                parts.append(f"{symbolic.residue_text(name, m, firing, valid)} {word}s are "
-                             f"never read")
+                what = (f"{word}s between windows are skipped" if skips else
+                        f"the last {word} is dropped" if last_only(layer, axis) else
+                        f"the last {word}s are dropped")
+                parts.append(f"{symbolic.residue_text(name, m, firing, valid)} {what}")
             if parts:
                 name, n, w = example
                 self.warn("W500", f"{layer.op}: {'; '.join(parts)}",
@@ -1211,6 +1217,11 @@ def _text(e: ast.Expr) -> str:
 # warnings that depend on the input size: a symbolic network states W500 per residue and
 # leaves the others to a check at concrete sizes
 _SIZE_WARNINGS = {"W500", "W501", "W503", "W504", "W505"}
+
+
+def last_only(layer: Layer, axis: int) -> bool:
+    """A window that drops what is left over drops at most stride - 1 rows: one for stride 2."""
+    return layer.args["stride"][axis] == 2
 
 
 def _at_sizes(env: dict):

@@ -540,11 +540,15 @@ class Constraint:
             n += 1
         return out
 
-    def first(self, r: int, m: int) -> int | None:
-        """The smallest valid size n with n % m == r, if any."""
+    def first(self, r: int, m: int, start: int | None = None) -> int | None:
+        """The smallest valid size n >= start (default: min) with n % m == r, if any; from
+        max when start lies beyond it."""
+        lo = self.min if start is None else max(self.min, start)
+        if self.max is not None and lo > self.max:
+            lo = self.min
         step = math.lcm(m, self.modulus)
-        n = self.min + (r - self.min) % m
-        while n < self.min + step and (self.max is None or n <= self.max):
+        n = lo + (r - lo) % m
+        while n < lo + step and (self.max is None or n <= self.max):
             if self.admits(n):
                 return n
             n += m

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 
 WIDTH = 20  # characters of the bar
+TICK = 0.5  # seconds between redraws within a stage
 
 
 class Progress:
@@ -31,12 +33,29 @@ class Progress:
         self.start = clock()
         self.current: str | None = None
         self.shown = False
+        self._lock = threading.Lock()
+        self._ticking: threading.Event | None = None
 
     def stage(self, name: str) -> None:
-        if name not in self.stages:
-            self.stages.append(name)
-        self.current = name
-        self._draw()
+        with self._lock:
+            if name not in self.stages:
+                self.stages.append(name)
+            self.current = name
+            self._draw()
+        if self.enabled and self._ticking is None:
+            self._tick()
+
+    def _tick(self) -> None:
+        """Redraw the time every TICK seconds while a stage runs (a daemon thread: a stage of
+        a minute still shows that it is alive)."""
+        stop = self._ticking = threading.Event()
+
+        def run():
+            while not stop.wait(TICK):
+                with self._lock:
+                    self._draw()
+
+        threading.Thread(target=run, name="archgen-progress", daemon=True).start()
 
     def _draw(self) -> None:
         if not self.enabled or self.current is None:
@@ -63,12 +82,16 @@ class Progress:
                 f"{elapsed:.1f}s")
 
     def done(self) -> None:
-        """Erase the line (before the command prints its result)."""
-        if self.shown:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-            self.shown = False
-        self.current = None
+        """Erase the line (before the command prints its result) and stop redrawing it."""
+        if self._ticking is not None:
+            self._ticking.set()
+            self._ticking = None
+        with self._lock:
+            if self.shown:
+                self.stream.write("\r\x1b[K")
+                self.stream.flush()
+                self.shown = False
+            self.current = None
 
 
 def _default_delay() -> float:

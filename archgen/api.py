@@ -115,15 +115,22 @@ def _no_cyclic_gc():
     collector would otherwise scan all of it as young objects, then again in each older
     generation, during summary, JSON or compilation (20-25% of summary and JSON at 27k
     layers, bench/bench_static.py). Frozen objects are still freed by reference counting; only
-    reference cycles among them outlive their use, and archgen's AST and IR hold none."""
+    reference cycles among them outlive their use, and archgen's AST and IR hold none. Small
+    specs (fewer than FREEZE_ABOVE new objects, about 1,300 layers) are not frozen: their
+    rescans cost little, and freezing would also keep any cyclic garbage that the caller left
+    for the collector."""
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         if enabled:
-            gc.freeze()
+            if gc.get_count()[0] > FREEZE_ABOVE:
+                gc.freeze()
             gc.enable()
+
+
+FREEZE_ABOVE = 20_000  # objects allocated while the collector was off (~15 per layer)
 
 
 def parse(text: str, file: str = "<spec>") -> Architecture:

@@ -377,3 +377,20 @@ def test_dynamic_sizes_are_refused_where_the_graph_depends_on_them(body, words):
     net = archgen.parse(f"network Fixed\ninput [3, 12, 12]\n{body}").network
     with pytest.raises(DynamicSizeError, match=words):
         build_dynamic(net)
+
+
+# -- the static path: no rescans of a large IR ---------------------------------------------------
+
+def test_a_large_network_is_frozen_out_of_the_cyclic_collector_and_a_small_one_is_not():
+    import gc
+
+    def frozen_after(layers: int) -> int:
+        body = "".join(("conv2d(4, 3, padding=1)\n", "batchnorm2d()\n", "relu()\n")[i % 3]
+                       for i in range(layers))
+        before = gc.get_freeze_count()
+        archgen.parse(f"network Flat\ninput [4, 8, 8]\n{body}").check()
+        return gc.get_freeze_count() - before
+
+    assert gc.isenabled()
+    assert frozen_after(30) == 0
+    assert frozen_after(3000) > 3000 * 10  # the AST and IR, ~15 objects a layer

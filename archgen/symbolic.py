@@ -121,6 +121,7 @@ def _pfloordiv(p: dict, k: int) -> dict:
         inner = _padd(inner, {(): rest.get((), 0) * q})
         return _padd(q_part, _pfloordiv(inner, k * q))
     atom = ("div", _freeze(rest), k)
+    _bounded(atom)
     return _padd(q_part, {(atom,): 1})
 
 
@@ -133,7 +134,43 @@ def _pextreme(kind: str, a: dict, b: dict) -> dict:
     if d is not None:  # a - b is a constant: the larger is known
         return dict(a) if (d >= 0) == (kind == "max") else dict(b)
     fa, fb = sorted((_freeze(a), _freeze(b)), key=lambda f: _poly_text(dict(f)))
-    return {((kind, fa, fb),): 1}
+    atom = (kind, fa, fb)
+    _bounded(atom)
+    return {(atom,): 1}
+
+
+MAX_DEPTH = 48  # floors within floors: every stage of archgen recurses through them
+MAX_NODES = 4096  # terms in one expression written out (a min shares its operands: 2**n)
+_MEMO: dict[int, tuple] = {}  # id(atom) -> (atom, depth, nodes): each atom measured once
+
+
+def _measure(atom) -> tuple[int, int]:
+    """(depth, nodes) of an atom written out as a tree, in time linear in the new atoms:
+    atoms are shared (a min holds its operands, which the next layer holds again), so a tree
+    walk, a hash or a text of them can grow as 2**layers; these bounds keep all three small."""
+    hit = _MEMO.get(id(atom))
+    if hit is not None and hit[0] is atom:
+        return hit[1], hit[2]
+    depth, nodes = 0, 1
+    if atom[0] != "var":
+        for poly in ([atom[1]] if atom[0] == "div" else [atom[1], atom[2]]):
+            for mono, _ in poly:
+                nodes += 1
+                for a in mono:
+                    d, n = _measure(a)
+                    depth, nodes = max(depth, d + 1), nodes + n
+    if len(_MEMO) > 100_000:
+        _MEMO.clear()
+    _MEMO[id(atom)] = (atom, depth, nodes)
+    return depth, nodes
+
+
+def _bounded(atom) -> None:
+    depth, nodes = _measure(atom)
+    if depth > MAX_DEPTH or nodes > MAX_NODES:
+        raise SymbolicBranch(f"the sizes' expressions grow beyond {MAX_DEPTH} nested floor "
+                             f"divisions or {MAX_NODES} terms (strided layers and upsampling "
+                             f"in turn keep them apart)")
 
 
 @functools.lru_cache(maxsize=65536)
@@ -466,7 +503,7 @@ def holds(cond) -> bool:
 
 # -- solving --------------------------------------------------------------------------------
 
-MAX_PERIOD = 1 << 16
+MAX_PERIOD = 4096  # residues tried per symbol; 12 halvings in a row reach it
 ENUMERATE = 512  # sizes tried per symbol where a requirement is not affine per residue
 
 
@@ -583,12 +620,13 @@ def _describe_set(valid: list[int], tail_from: int | None, modulus: int) -> Cons
     lo = valid[0]
     if tail_from is None:  # finite: the smallest modulus that describes it
         hi = valid[-1]
-        vs = set(valid)
-        for m in range(1, hi - lo + 2):
+        span = hi - lo + 1  # always works: every size in [lo, hi] has its own residue
+        for m in range(1, min(span, 4096) + 1):
             res = {v % m for v in valid}
-            if all((n in vs) == (n % m in res) for n in range(lo, hi + 1)):
+            # the sizes in [lo, hi] with those residues include `valid`: equal iff as many
+            if sum((hi - r) // m - (lo - 1 - r) // m for r in res) == len(valid):
                 return Constraint(lo, hi, m, sorted(res))
-        return None
+        return Constraint(lo, hi, span, sorted({v % span for v in valid}))
     res = {v % modulus for v in valid if v >= tail_from}
     vs = set(valid)
     if all((n in vs) == (n % modulus in res) for n in range(lo, tail_from)):
@@ -736,16 +774,14 @@ def _enumerate_one(name: str, reqs: list) -> Constraint:
 
 def _why_empty(name: str, reqs: list) -> Unsatisfiable:
     """The first requirement (in forward order) after which no size is left."""
-    kept: list = []
-    for req in reqs:
-        kept.append(req)
-        if not any(all(c.test({name: n}) for c, _, _ in kept) for n in range(1, 4097)):
-            cond, span, what = req
-            earlier = [r for r in kept[:-1]]
-            possible = [n for n in range(1, 4097) if all(c.test({name: n}) for c, _, _ in earlier)]
+    possible = list(range(1, 4097))
+    for i, (cond, span, what) in enumerate(reqs):
+        left = [n for n in possible if cond.test({name: n})]
+        if not left:
             before = (f"; the layers before it accept {name} in {_sample(possible)}"
-                      if earlier else "")
+                      if i else "")
             return Unsatisfiable(f"no size of {name} satisfies {what}{before}", span, what)
+        possible = left
     cond, span, what = reqs[-1]
     return Unsatisfiable(f"no size of {name} satisfies {what}", span, what)
 

@@ -79,6 +79,8 @@ def _fixed2(n: int, unit: int) -> str:
 
 
 def _size(n) -> str:
+    if n is None:
+        return "unknown (an expression too large to write out)"
     return _fixed2(n, 2**20) if isinstance(n, int) else f"({n}) / 2**20"
 
 

@@ -428,8 +428,11 @@ def smax_all(values: list):
             continue
         kept = [k for k in kept if not at_least(v, k)] + [v]
     out = kept[0]
-    for v in kept[1:]:
-        out = smax(out, v)
+    try:
+        for v in kept[1:]:
+            out = smax(out, v)
+    except SymbolicBranch:  # too large to write out: unknown rather than wrong
+        return None
     return out
 
 

@@ -61,16 +61,23 @@ class Architecture:
             raise SpecError(self.check(), {self.file: self.source})
         return self._checked
 
-    def size_dependent_arguments(self) -> list:
-        """(layer, argument, expression) for each layer argument that depends on symbolic
-        input sizes (linear's in_features after flatten): the targets need numbers there."""
+    def target_network(self) -> Network:
+        """`network`, for a target (PyTorch, ONNX): refused with E415 where a layer argument
+        depends on symbolic input sizes (linear's in_features after flatten), since the
+        targets' layers need a number there."""
         from .symbolic import Sym
-        out = []
-        for layer in self.network.layers():
-            for name, v in layer.args.items():
-                if isinstance(v, Sym):
-                    out.append((layer, name, str(v)))
-        return out
+        net = self.network
+        diags = [Diagnostic(
+            "error", "E415",
+            f"{layer.op}'s {name} would be {value}, which depends on the symbolic input size; "
+            f"PyTorch and ONNX need a number there", layer.span,
+            helps=["give sizes with --input (e.g. --input 3,224,224), or pool to a fixed size "
+                   "first (adaptive_avgpool2d)"])
+            for layer in net.layers() for name, value in layer.args.items()
+            if isinstance(value, Sym)]
+        if diags:
+            raise SpecError(diags, {self.file: self.source})
+        return net
 
     @property
     def layers(self):
@@ -94,15 +101,15 @@ class Architecture:
     # -- targets -------------------------------------------------------------------------------
     def to_torch_source(self, command: str | None = None) -> str:
         from .emit_torch import render_torch
-        return render_torch(self.network, command=command)
+        return render_torch(self.target_network(), command=command)
 
     def to_torch_module(self):
         from .emit_torch import load_module
-        return load_module(self.network)
+        return load_module(self.target_network())
 
     def to_onnx(self, **kwargs):
         from .emit_onnx import build_onnx
-        return build_onnx(self.network, **kwargs)
+        return build_onnx(self.target_network(), **kwargs)
 
 
 @contextmanager

@@ -53,20 +53,21 @@ def _print_diagnostics(arch: Architecture) -> None:
 
 def _fail_on_errors(arch: Architecture) -> None:
     """Print the diagnostics; exit 1 when there are errors, or when a target (compile, export,
-    parity) would need a number that depends on symbolic input sizes."""
+    parity, report --parity) would need a number that depends on symbolic input sizes (E415)."""
     _print_diagnostics(arch)
     if not arch.ok:
         n = len(arch.errors)
         click.echo(f"{arch.file}: {n} error{'s' if n != 1 else ''}; nothing written", err=True)
         sys.exit(1)
     ctx = click.get_current_context(silent=True)
-    if ctx is not None and ctx.info_name in ("compile", "export", "parity"):
-        for layer, name, value in arch.size_dependent_arguments():
-            click.echo(f"{arch.file}:{layer.span.line}:{layer.span.column}: {layer.op}'s "
-                       f"{name} would be {value}, which depends on the symbolic input size; "
-                       f"PyTorch needs a number there: give sizes with --input (e.g. "
-                       f"--input 3,224,224), or pool to a fixed size first "
-                       f"(adaptive_avgpool2d); nothing written", err=True)
+    builds = ctx is not None and (ctx.info_name in ("compile", "export", "parity")
+                                  or ctx.params.get("with_parity"))
+    if builds:  # the targets need numbers where a symbolic spec may have expressions
+        try:
+            arch.target_network()
+        except SpecError as e:
+            click.echo(render_all(e.diagnostics, e.sources), err=True)
+            click.echo(f"{arch.file}: nothing written", err=True)
             sys.exit(1)
 
 
@@ -901,7 +902,7 @@ def report(spec: str, output: str, with_parity: bool, expand: bool) -> None:
     _fail_on_errors(arch)
     from .diagram import write_output
     from .html_report import render_report, run_parity_verdict
-    verdict = run_parity_verdict(arch.network) if with_parity else None
+    verdict = run_parity_verdict(arch.target_network()) if with_parity else None
     write_output(output, render_report(arch.network, source=arch.source,
                                        diagnostics=arch.check(), parity=verdict, expand=expand))
     sys.exit(0 if verdict is None or verdict.ok else 1)

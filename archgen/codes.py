@@ -277,6 +277,18 @@ that is not "H in one set and W in another". Give concrete sizes (`--input 3,224
         upsample(size=(in_height * 2, in_width * 2))
     up()
 """),
+    "E415": ("a target needs a number that depends on the input size", """
+The spec checks with symbolic sizes (`input [3, H, W]`), but compile, export and parity build
+real layers, and one of them would need an argument that is an expression of the sizes: a
+linear after flatten would have H * W * C inputs. `check` and `summary` accept the spec and
+report such counts as expressions; the targets refuse it. Give concrete sizes with `--input`,
+or pool to a fixed size before flatten.
+
+    input [3, H, W]
+    conv2d(8, 3)
+    flatten()
+    linear(10)          # in_features would be 8 * (H - 2) * (W - 2)
+"""),
     "W500": ("stride drops pixels", """
 Some input rows or columns are never read by any window of a conv or pooling layer: the
 stride does not fit the padded input (the last rows are dropped), or the window is narrower

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import archgen
-from archgen.diagnostics import render_all, split_lines
+from archgen.diagnostics import SpecError, render_all, split_lines
 from archgen.layers import REGISTRY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +34,9 @@ KEYWORD_LINES = ["add:", "concat:", "branch:", "repeat 3:", "repeat 0:", "repeat
                  "repeat 16777217: relu()", "if true:", "if x == 1:", "elif false:", "else:",
                  "block b(c):", "b(16)", "network Fuzz", "input [3, 8, 8]", "input [1]",
                  "identity()", "g:", "repeat 2 first(stride=2): relu()"]
+
+# codes the targets (compile, export, parity) give for a spec that checks clean
+TARGET_CODES = {"E415"}
 
 _INT = re.compile(r"(?<![\w.])\d+(?![\w.])")
 
@@ -174,10 +177,23 @@ def splice(rng, text, corpus):
     return "\n".join(lines[:i] + other[a:a + rng.randrange(1, 8)] + lines[i:])
 
 
+_INPUT = re.compile(r"input \[([^\]]*)\]")
+
+
+def symbolic_input(rng, text, corpus):
+    """Some of the input's sizes become names (`input [3, H, W]`), as a symbolic spec has them."""
+    def swap(m):
+        sizes = [s.strip() for s in m.group(1).split(",")]
+        names = ["H", "W", "D", "L", "C", "x", "N"]
+        sizes = [rng.choice(names) if rng.random() < 0.6 else s for s in sizes]
+        return "input [" + ", ".join(sizes) + "]"
+    return _INPUT.sub(swap, text, count=1)
+
+
 MUTATORS = {f.__name__: f for f in (
     delete_line, duplicate_line, swap_lines, delete_span, insert_odd, flip_char, huge_number,
     deep_expression, deep_indent, indent_shift, keyword_line, rename_layer, many_args,
-    elif_chain, repeat_bomb, splice)}
+    elif_chain, repeat_bomb, splice, symbolic_input)}
 
 
 def mutants(seed: int, count: int, corpus_files=CORPUS):
@@ -241,7 +257,11 @@ def run_case(text: str, *, compile_accepted: bool = True) -> str | None:
         if arch.ok:
             arch.summary()
             if compile_accepted:
-                arch.to_torch_source()
+                try:
+                    arch.to_torch_source()
+                except SpecError as e:  # a target's refusal of a clean spec: located, coded
+                    if any(d.code not in TARGET_CODES or d.span is None for d in e.diagnostics):
+                        return f"the target refused with {[d.code for d in e.diagnostics]}"
     except Hang:
         raise
     except RecursionError:

@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+import archgen
 from archgen import syntax
 from archgen.checker import check
 from archgen.cli import main
+from archgen.diagnostics import SpecError
 from archgen.ir import walk
 from archgen.report import network_json
 from archgen.symbolic import Constraint, Sym, evaluate, solve
@@ -235,8 +237,14 @@ def test_targets_with_symbolic_sizes(tmp_path):
     pinned = tmp_path / "p.cnn"
     pinned.write_text("input [3, H, W]\nmaxpool2d(2)\nflatten()\nlinear(4)\n")
     r = CliRunner().invoke(main, ["compile", str(pinned), "--print"])
-    assert r.exit_code == 1 and ":4:1: linear's in_features would be 3 * (H // 2) * (W // 2)" \
-        in r.output and "Traceback" not in r.output
+    assert r.exit_code == 1 and ":4:1: error[E415]: linear's in_features would be " \
+        "3 * (H // 2) * (W // 2)" in r.output and "Traceback" not in r.output
+    # the API refuses the same way, with a located diagnostic, for every target
+    arch = archgen.load(pinned)
+    for target in (arch.to_torch_source, arch.to_torch_module, arch.to_onnx):
+        with pytest.raises(SpecError) as e:
+            target()
+        assert [(d.code, d.span.line) for d in e.value.diagnostics] == [("E415", 4)]
     r = CliRunner().invoke(main, ["diagram", "--format", "mermaid", str(agnostic)])
     assert r.exit_code == 0 and "(H + 1) // 2" in r.output
     out = tmp_path / "r.html"

@@ -381,16 +381,20 @@ def test_dynamic_sizes_are_refused_where_the_graph_depends_on_them(body, words):
 
 # -- the static path: no rescans of a large IR ---------------------------------------------------
 
-def test_a_large_network_is_frozen_out_of_the_cyclic_collector_and_a_small_one_is_not():
+def test_a_large_network_is_frozen_out_of_the_cyclic_collector_and_a_small_one_is_not(
+        monkeypatch):
     import gc
+    calls = []
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append(gc.get_count()[0]))
+    monkeypatch.setattr(gc, "isenabled", lambda: True)  # as in any program that did not
+    # turn the collector off itself
 
-    def frozen_after(layers: int) -> int:
+    def froze(layers: int) -> bool:
         body = "".join(("conv2d(4, 3, padding=1)\n", "batchnorm2d()\n", "relu()\n")[i % 3]
                        for i in range(layers))
-        before = gc.get_freeze_count()
+        calls.clear()
         archgen.parse(f"network Flat\ninput [4, 8, 8]\n{body}").check()
-        return gc.get_freeze_count() - before
+        return bool(calls)
 
-    assert gc.isenabled()
-    assert frozen_after(30) == 0
-    assert frozen_after(3000) > 3000 * 10  # the AST and IR, ~15 objects a layer
+    assert not froze(30)
+    assert froze(3000)  # the AST or the IR, ~15 objects a layer

@@ -76,6 +76,7 @@ class Checker:
         self.expanded = 0  # statements, arguments and values so far (MAX_EXPANDED)
         self.nesting = 0  # compound statements and block instances enclosing this one
         self._min_sizes: dict[int, tuple[Any, int]] = {}  # id -> (the AST node, its size)
+        self._layer_cache: dict[tuple, tuple] = {}  # _call_key -> what Checker.layer reuses
 
     # -- diagnostics ---------------------------------------------------------------------------
     def error(self, code: str, message: str, span: Span | None, notes=(), helps=()) -> None:
@@ -752,6 +753,37 @@ class Checker:
         return None if ours else rest
 
     def layer(self, call: ast.Call, kind: LayerKind, scope: _Scope, flow: _Flow):
+        """Binds and checks one layer call, reusing the outcome of an identical call (same
+        kind, same written arguments, same input shape) that was clean and said nothing:
+        binding, coercion, argument checks, shape, counts and warnings depend on nothing else,
+        and repeats and flat specs make the same call thousands of times. Only the receptive
+        field (it depends on the layers before) and the node are made again. The steps the
+        call took count again, and a call that would reach MAX_EXPANDED takes the full path so
+        that the limit stops at the same place."""
+        key = None if self.symbolic or hasattr(call, "overrides") else \
+            _call_key(call, kind, scope, flow.shape)
+        if key is not None:
+            hit = self._layer_cache.get(key)
+            if hit is not None and self.expanded + hit[0] <= MAX_EXPANDED:
+                steps, args, y, params, macs, origin = hit
+                self.expanded += steps
+                args = dict(args)
+                x = flow.shape
+                rf = _capped(kind.receptive_field(args, flow.rf, x, y))
+                node = Layer(call.span, x, y, rf, params, macs, name=call.name, kind=kind,
+                             args=args)
+                return node, _Flow(y, rf, origin.replace("\0", str(call.span.line)))
+            before, said = self.expanded, len(self.diags)
+            node, out = self._layer(call, kind, scope, flow)
+            if node is not None and len(self.diags) == said:
+                origin = f"{kind.name} at line \0"
+                if out.origin == f"{kind.name} at line {call.span.line}":
+                    self._layer_cache[key] = (self.expanded - before, dict(node.args),
+                                              node.out_shape, node.params, node.macs, origin)
+            return node, out
+        return self._layer(call, kind, scope, flow)
+
+    def _layer(self, call: ast.Call, kind: LayerKind, scope: _Scope, flow: _Flow):
         """Binds and checks one layer call. Every problem is reported, and checking goes on
         with the best-known shape: an argument that does not affect the shape (groups, bias,
         p) may be wrong and the output is still computed; the shape is unknown (None) only
@@ -1094,6 +1126,45 @@ def _spatial_kernel(layer: Layer) -> bool:
     return k is not None and tuple(k) != (1, 1)
 
 
+def _call_key(call: ast.Call, kind: LayerKind, scope: _Scope, x: Shape | None) -> tuple | None:
+    """What a layer call's outcome depends on when its arguments are numbers, strings, tuples
+    of them, constants or names bound to plain numbers or strings: None (no reuse) otherwise.
+    Each value carries its type (1, 1.0 and True are equal keys in a dict) and its written
+    form (a name and a tuple count different steps)."""
+    if x is None or type(x) is not tuple:
+        return None
+    env = scope.env
+    parts: list = [kind.name, x]
+    for a in call.args:
+        item = _literal_key(a.value, env)
+        if item is None:
+            return None
+        parts.append(a.name)
+        parts.append(item)
+    return tuple(parts)
+
+
+_PLAIN = (int, float, str, bool, type(None))
+
+
+def _literal_key(e: ast.Expr, env: dict) -> tuple | None:
+    t = type(e)
+    if t is ast.Num or t is ast.Str:
+        v = e.value
+        return ("n", type(v), v) if type(v) in _PLAIN else None
+    if t is ast.Word:
+        if e.name in env:
+            v = env[e.name]
+            return ("w", type(v), v) if type(v) in _PLAIN else None
+        if e.name in _CONSTANTS:
+            return ("c", e.name)
+        return None
+    if t is ast.TupleExpr:
+        items = [_literal_key(i, env) for i in e.items]
+        return None if None in items else ("t", *items)
+    return None
+
+
 def _within_limits(p, v: Any) -> Any:
     """A coerced layer argument, refused (E304) when an integer or a scale factor in it is
     beyond MAX_SIZE (floats such as eps or p may be anything finite)."""
@@ -1131,6 +1202,10 @@ def _capped(rf: RF) -> RF:
     this much"; the JSON report says so."""
     def cap(values):
         return tuple(v if -RF_CAP < v < RF_CAP else math.copysign(RF_CAP, v) for v in values)
+    values = (*rf.size, *rf.jump, *rf.start)
+    total = sum(values)  # NaN when some value is: then min and max cannot be trusted
+    if not values or (total == total and -RF_CAP < min(values) and max(values) < RF_CAP):
+        return rf  # nothing to cap (the usual case)
     return rf._replace(size=cap(rf.size), jump=cap(rf.jump), start=cap(rf.start))
 
 

@@ -431,6 +431,9 @@ _PRECEDENCE = {"or": 1, "and": 2, "not": 3, "==": 4, "!=": 4, "<": 4, "<=": 4, "
 _WORDS = {"true": True, "false": False, "none": None, "True": True, "False": False,
           "None": None}
 _SIZES = ("in_channels", "in_height", "in_width", "in_features")
+# Layers whose backward does not read their output, so that a residual sum may be added into
+# it in place, as torchvision's `out += identity` adds into batch norm's output.
+_SUMMED_IN_PLACE = frozenset({"conv2d", "conv_transpose2d", "linear", "batchnorm2d"})
 # what a layer does to the channels (features): the argument that sets them, or None (unknown)
 _CHANNELS = {"conv2d": "out_channels", "conv_transpose2d": "out_channels",
              "linear": "out_features", "flatten": None}
@@ -632,9 +635,11 @@ class _Walk:
         if isinstance(stmt, sx.Call) and stmt.func in self.low.net.blocks:
             nodes = self.nodes(stmt, active, Seq)
             expr, c = self.block_call(stmt, nodes, active, c)
+            self.last = None
         elif isinstance(stmt, sx.Call):
             nodes = self.nodes(stmt, active, Layer)
             expr, c = self.layer(stmt, nodes, active, c)
+            self.last = nodes[0].op
         elif isinstance(stmt, sx.Group) and stmt.name is None:  # a branch: this module's
             return self.body(stmt.body, active, c, cur, dst, init, forward)
         elif isinstance(stmt, sx.Group):
@@ -676,6 +681,7 @@ class _Walk:
         return c, dst
 
     lists = False  # a sequential block with an `if`: members appended to a list
+    last: str | None = None  # the kind of the layer that wrote the current variable last
     grouped = 0  # inside a named group (an nn.Sequential of its own)
 
     def layer(self, stmt: sx.Call, nodes: list[Layer], active: list[int], c):
@@ -755,19 +761,31 @@ class _Walk:
             raise _NotGeneric("a merge in a sequential block")
         nodes = self.nodes(stmt, active, Merge)
         before = list(self.channels)
-        results, outs = [], []
+        results, outs, lasts = [], [], []
         for branch in stmt.branches:
             if isinstance(branch, sx.Repeat):
                 raise _NotGeneric("repeat in a merge")
             self.channels = [before[i] if i in active else ch
                              for i, ch in enumerate(self.channels)]
             var = self.fresh()
+            self.last = None
             out, result = self.body([branch], active, c, cur, var, init, forward)
             results.append(result)
             outs.append(out)
+            lasts.append(self.last if result != cur else None)
+        self.last = None
         if stmt.mode == "add":
             combined: Expr = Sum(results)
             c = outs[0]
+            into = next((r for r, last in zip(results, lasts) if last in _SUMMED_IN_PLACE), None)
+            if into is not None:  # torchvision's `out += identity`: no new tensor
+                for k, other in enumerate(r for r in results if r != into):
+                    forward.append(Item(other, f"{into} += ", [] if k else nodes,
+                                        "?" if c is None else self.py(c)))
+                for i, node in zip(active, nodes):
+                    self.channels[i] = node.out_shape[0]
+                self.check_channels(c, active)
+                return c, into
         else:
             joined = Call("", [Item(r) for r in results], brackets="[]")
             combined = Call("torch.cat", [Item(joined), Item("1", "dim=")])
@@ -846,10 +864,12 @@ class _Walk:
         if sum(not own for own in owns) + empty > 1:
             raise _NotGeneric("clauses told apart by no member")
         for k, n in enumerate(order):
-            header = "else:" if not owns[n] else \
+            last = k == len(order) - 1 and k > 0 and not empty  # one clause always runs
+            header = "else:" if not owns[n] or last else \
                 f"{'if' if k == 0 else 'elif'} self.{owns[n][0]} is not None:"
             forward_clauses.append((header, tested[n][1]))
         forward.append(_If(forward_clauses))
+        self.last = None
         return c, dst if len(results) > 1 or results[0] != cur else results[0]
 
 

@@ -22,8 +22,8 @@ from .ir import Layer, Merge, Network, Node, Seq, walk
 from .layers import REGISTRY
 from .layers.base import (REQUIRED, RF, LayerError, LayerKind, Shape, check_inferred, coerce,
                           describe)
-from .limits import (MAX_ELEMENTS, MAX_EXPANDED, MAX_INT, MAX_NESTING, MAX_SAME_LINE, MAX_SIZE,
-                     RF_CAP)
+from .limits import (MAX_ELEMENTS, MAX_EXPANDED, MAX_INT, MAX_LAYERS, MAX_NESTING, MAX_SAME_LINE,
+                     MAX_SIZE, RF_CAP)
 from .naming import assign_paths, check_name
 from .record import factory, record
 
@@ -74,6 +74,7 @@ class Checker:
         self.file = spec.file
         self.diags: list[Diagnostic] = list(spec.diagnostics)
         self.expanded = 0  # statements, arguments and values so far (MAX_EXPANDED)
+        self.layers = 0  # layer calls so far (MAX_LAYERS)
         self.nesting = 0  # compound statements and block instances enclosing this one
         self._min_sizes: dict[int, tuple[Any, int]] = {}  # id -> (the AST node, its size)
         self._layer_cache: dict[tuple, tuple] = {}  # _call_key -> what Checker.layer reuses
@@ -314,10 +315,15 @@ class Checker:
     def _bounded_statement(self, stmt: ast.Stmt, scope: _Scope, flow: _Flow):
         """Work is bounded: every statement visited counts toward MAX_EXPANDED, and compound
         statements and block instances nest at most MAX_NESTING deep after expansion."""
-        self._visit(stmt.span, 1 + len(stmt.args) if isinstance(stmt, ast.Call) else 1)
         if isinstance(stmt, ast.Call) and stmt.func not in self.spec.blocks:
+            reused = self._reuse(stmt, scope, flow)
+            if reused is not None:
+                yield reused
+                return
+            self._visit(stmt.span, 1 + len(stmt.args))
             yield from self._statement(stmt, scope, flow)
             return
+        self._visit(stmt.span, 1 + len(stmt.args) if isinstance(stmt, ast.Call) else 1)
         if self.nesting >= MAX_NESTING:
             self.error("E305", f"the expanded network nests deeper than {MAX_NESTING} levels "
                        f"here (blocks, groups, merges, repeats and ifs all count), archgen's "
@@ -331,6 +337,36 @@ class Checker:
             yield from self._statement(stmt, scope, flow)
         finally:
             self.nesting -= 1
+
+    def _reuse(self, call: ast.Call, scope: _Scope, flow: _Flow):
+        """(node, flow) for a layer call identical to an earlier clean one that said nothing
+        (same kind, same written arguments, same input shape): binding, coercion, argument
+        checks, shape, counts and warnings depend on nothing else, and repeats and flat specs
+        make the same call thousands of times. Only the receptive field (it depends on the
+        layers before) and the node are made again. It costs no step of MAX_EXPANDED (it
+        computes no value), only a layer of MAX_LAYERS. None: check the call in full."""
+        kind = REGISTRY.get(call.func)
+        if kind is None or self.symbolic or hasattr(call, "overrides"):
+            return None
+        key = _call_key(call, kind, scope, flow.shape)
+        hit = self._layer_cache.get(key) if key is not None else None
+        if hit is None or (call.name is not None and check_name(call.name, kind="layer")):
+            return None
+        self._count_layer(call)
+        args, y, params, macs = hit
+        args = dict(args)
+        x = flow.shape
+        rf = _capped(kind.receptive_field(args, flow.rf, x, y))
+        node = Layer(call.span, x, y, rf, params, macs, name=call.name, kind=kind, args=args)
+        return node, _Flow(y, rf, f"{kind.name} at line {call.span.line}")
+
+    def _count_layer(self, call: ast.Call) -> None:
+        self.layers += 1
+        if self.layers > MAX_LAYERS:
+            raise _TooLarge(call.span, Diagnostic(
+                "error", "E305", f"checking stops here: the expanded network has more than "
+                f"{MAX_LAYERS:,} layers, archgen's limit", call.span,
+                helps=["lower the repeat counts; no real CNN comes near this"]))
 
     def _visit(self, span: Span, steps: int = 1) -> None:
         """Counts steps of the expansion: statements, arguments and values computed."""
@@ -442,11 +478,14 @@ class Checker:
         if not stmt.body:  # only after a syntax error; nothing would count the copies
             return
         per_copy = self._min_size(stmt.body) if n else 0
-        if self.expanded + n * per_copy > MAX_EXPANDED:  # refused before expanding anything
+        # each call costs a step (a block call, a layer call checked in full) or a layer (a
+        # reused one) or both, so this many calls cannot fit: refused before expanding anything
+        if self.expanded + self.layers + n * per_copy > MAX_EXPANDED + MAX_LAYERS:
             raise _TooLarge(stmt.count.span, Diagnostic(
-                "error", "E305", f"repeat {n:,} would take checking past {MAX_EXPANDED:,} steps "
-                f"(statements, arguments and values), archgen's limit: each copy holds at "
-                f"least {per_copy:,} layer or block call{'s' * (per_copy != 1)}",
+                "error", "E305", f"repeat {n:,} would take checking past archgen's limits of "
+                f"{MAX_LAYERS:,} layers and {MAX_EXPANDED:,} steps (statements, arguments and "
+                f"values): each copy holds at least {per_copy:,} layer or block "
+                f"call{'s' * (per_copy != 1)}",
                 stmt.count.span, helps=["no real CNN comes near this; check the count"]))
         if stmt.first and not (len(stmt.body) == 1 and isinstance(stmt.body[0], ast.Call)):
             self.error("E300", "first(...) overrides the arguments of a single call; this "
@@ -753,35 +792,17 @@ class Checker:
         return None if ours else rest
 
     def layer(self, call: ast.Call, kind: LayerKind, scope: _Scope, flow: _Flow):
-        """Binds and checks one layer call, reusing the outcome of an identical call (same
-        kind, same written arguments, same input shape) that was clean and said nothing:
-        binding, coercion, argument checks, shape, counts and warnings depend on nothing else,
-        and repeats and flat specs make the same call thousands of times. Only the receptive
-        field (it depends on the layers before) and the node are made again. The steps the
-        call took count again, and a call that would reach MAX_EXPANDED takes the full path so
-        that the limit stops at the same place."""
+        """Checks one layer call (counted toward MAX_LAYERS) and keeps a clean outcome for
+        Checker._reuse."""
+        self._count_layer(call)
         key = None if self.symbolic or hasattr(call, "overrides") else \
             _call_key(call, kind, scope, flow.shape)
-        if key is not None:
-            hit = self._layer_cache.get(key)
-            if hit is not None and self.expanded + hit[0] <= MAX_EXPANDED:
-                steps, args, y, params, macs, origin = hit
-                self.expanded += steps
-                args = dict(args)
-                x = flow.shape
-                rf = _capped(kind.receptive_field(args, flow.rf, x, y))
-                node = Layer(call.span, x, y, rf, params, macs, name=call.name, kind=kind,
-                             args=args)
-                return node, _Flow(y, rf, origin.replace("\0", str(call.span.line)))
-            before, said = self.expanded, len(self.diags)
-            node, out = self._layer(call, kind, scope, flow)
-            if node is not None and len(self.diags) == said:
-                origin = f"{kind.name} at line \0"
-                if out.origin == f"{kind.name} at line {call.span.line}":
-                    self._layer_cache[key] = (self.expanded - before, dict(node.args),
-                                              node.out_shape, node.params, node.macs, origin)
-            return node, out
-        return self._layer(call, kind, scope, flow)
+        said = len(self.diags)
+        node, out = self._layer(call, kind, scope, flow)
+        if key is not None and node is not None and len(self.diags) == said and \
+                out.origin == f"{kind.name} at line {call.span.line}":  # Checker._reuse
+            self._layer_cache[key] = (dict(node.args), node.out_shape, node.params, node.macs)
+        return node, out
 
     def _layer(self, call: ast.Call, kind: LayerKind, scope: _Scope, flow: _Flow):
         """Binds and checks one layer call. Every problem is reported, and checking goes on

@@ -24,9 +24,15 @@ diagnostic that names it (README, "Reliability", says why each number was chosen
   shows a saturated value as null with "saturated": true).
 - MAX_EXPANDED (E305): steps of the expansion of blocks, repeats and ifs (a statement, an
   argument or a value computed is one step), 100,000: the zoo's largest, DenseNet-121, takes
-  1,896 steps for 427 layers, so the limit allows networks of 20,000 layers and more; a spec
-  that reaches it is checked in about 5 s and 100 MB. A repeat whose copies alone would
-  pass it is refused before expanding; the running count stops whatever else would.
+  1,896 steps for 427 layers; a spec that reaches it is checked in about 5 s and 100 MB. A
+  layer call identical to an earlier clean one (same kind, written arguments and input shape:
+  every copy of a repeat after the first) reuses its outcome and costs no step, only a layer.
+- MAX_LAYERS (E305): layer calls of the expanded network, 1,000,000. A reused call costs ~8 us
+  and ~750 bytes, so a million-layer network is checked in ~8 s of CPU and ~800 MB peak RSS
+  (bench/bench_static.py): inside the 20 s and 2 GB address space that any spec must fit
+  (issue 8) even with the 100,000 steps of MAX_EXPANDED spent on top. A repeat whose copies
+  alone would pass both limits (each call costs a step, a layer or both) is refused before
+  expanding; the running counts stop whatever else would.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ MAX_SOURCE = 1_000_000  # characters of one spec
 MAX_LINES = 50_000  # statement lines of one spec
 MAX_TOKEN = 256  # characters of one name, string or float
 MAX_EXPANDED = 100_000
+MAX_LAYERS = 1_000_000  # layer calls of the expanded network
 RF_CAP = float(2**53)  # receptive fields saturate here, where floats stop counting every integer
 MAX_SAME_LINE = 3  # diagnostics of one code on one line shown before the rest are folded
 

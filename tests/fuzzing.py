@@ -163,7 +163,9 @@ def elif_chain(rng, text, corpus):
 def repeat_bomb(rng, text, corpus):
     lines = _lines(text)
     i = rng.randrange(len(lines) + 1)
-    n = rng.choice(["100", "100000", "1000000000", "0", "x"])
+    # 30**3 copies are accepted and checked in full; 2,000,000 is refused before expanding
+    # (MAX_LAYERS admits 1,000,000 layers, which each case would take seconds to check)
+    n = rng.choice(["30", "2000000", "1000000000", "0", "x"])
     depth = rng.choice([1, 3])
     block = [("    " * d) + f"repeat {n}:" for d in range(depth)] + ["    " * depth + "relu()"]
     return "\n".join(lines[:i] + block + lines[i:])

@@ -19,8 +19,10 @@ from pathlib import Path
 import pytest
 
 import archgen
+from archgen import checker as checker_module
 from archgen import shapes
 from archgen.diagnostics import render_all, split_lines
+from archgen.ir import Layer, walk
 from archgen.limits import MAX_ELEMENTS, MAX_EXPANDED, MAX_INT, MAX_NESTING, MAX_SIZE
 
 H = "input [3, 32, 32]\n"
@@ -232,12 +234,25 @@ def test_nested_repeats_are_refused_before_expanding():
 
 def test_counts_known_only_during_expansion_stop_at_the_limit():
     """A repeat count from a block argument is not known in advance; the running count stops
-    the expansion at MAX_EXPANDED statements all the same."""
-    text = H + "block b(n):\n    repeat n: relu()\nrepeat 1000: b(1000)\n"
+    the expansion at MAX_EXPANDED statements all the same (0.25 + 0.25 is computed again in
+    each call, which is then checked in full)."""
+    text = H + "block b(n):\n    repeat n: dropout(p=0.25 + 0.25)\nrepeat 1000: b(1000)\n"
     start = time.perf_counter()
     d, _ = _only(text, "E305")
     assert time.perf_counter() - start < 20
     assert f"{MAX_EXPANDED:,} steps" in d.message
+
+
+def test_reused_layer_calls_stop_at_the_layer_limit(monkeypatch):
+    """Identical layer calls reuse the first one's outcome and cost no step; the running count
+    of layers stops them (the limit lowered here so that the test stays fast)."""
+    monkeypatch.setattr(checker_module, "MAX_LAYERS", 5_000)
+    text = H + "block b(n):\n    repeat n: relu()\nrepeat 1000: b(1000)\n"
+    d, _ = _only(text, "E305", 3)
+    assert "5,000 layers" in d.message
+    arch = archgen.parse(H + "repeat 2500:\n    conv2d(3, 3, padding=1)\n    relu()\n")
+    assert not [d for d in arch.check() if d.is_error]
+    assert sum(isinstance(n, Layer) for n in walk(arch.network.root)) == 5_000
 
 
 def test_empty_repeats_and_branch_repeats_are_bounded_too():

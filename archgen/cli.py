@@ -135,6 +135,11 @@ class _Group(click.Group):
             sys.exit(2)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except MemoryError:  # the process's memory (a ulimit, a container) ran out: one line;
+            # the frames that held the network are gone by now, so this much still fits
+            click.echo("error: archgen ran out of memory (the process's limit was reached); "
+                       "allow it more memory, or check a smaller network", err=True)
+            sys.exit(1)
         except Exception as e:  # the classes are imported here: check stays light
             from .budget import MemoryBudgetError
             from .quoting import InternalError

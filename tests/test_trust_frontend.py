@@ -23,7 +23,8 @@ from archgen import checker as checker_module
 from archgen import shapes
 from archgen.diagnostics import render_all, split_lines
 from archgen.ir import Layer, walk
-from archgen.limits import MAX_ELEMENTS, MAX_EXPANDED, MAX_INT, MAX_NESTING, MAX_SIZE
+from archgen.limits import (MAX_ELEMENTS, MAX_EXPANDED, MAX_INT, MAX_LAYERS, MAX_NESTING,
+                            MAX_SIZE)
 
 H = "input [3, 32, 32]\n"
 
@@ -428,3 +429,33 @@ def test_reproductions_end_cleanly_under_2_gb(tmp_path, name):
     assert f"{spec}:" in out and "error[E" in out
     assert len(out) < 200_000 + 3 * len(REPRODUCTIONS[name])
     assert elapsed < 20, elapsed
+
+
+def _largest_admitted() -> str:
+    """MAX_LAYERS layers (conv2d, batchnorm2d, relu repeated), the largest network admitted."""
+    return H + f"repeat {MAX_LAYERS // 3}:\n    conv2d(3, 3, padding=1)\n    batchnorm2d()\n" \
+        "    relu()\n" + "relu()\n" * (MAX_LAYERS % 3)
+
+
+def test_the_largest_admitted_network_checks_under_2_gb_and_one_more_layer_is_refused(tmp_path):
+    spec = tmp_path / "big.cnn"
+    spec.write_text(_largest_admitted(), encoding="utf-8")
+    run = subprocess.run([sys.executable, "-m", "archgen.cli", "check", str(spec)],
+                         capture_output=True, text=True, timeout=60, preexec_fn=_two_gb,
+                         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert run.returncode == 0 and ": ok:" in run.stdout, run.stderr[-2000:]
+    _only(_largest_admitted() + "relu()\n", "E305", MAX_LAYERS % 3 + 6)
+
+
+def test_running_out_of_memory_is_one_line_not_a_traceback(tmp_path):
+    """Under a tighter cap than archgen's limits are sized for, MemoryError anywhere in parse
+    and check is one line and exit 1."""
+    spec = tmp_path / "big.cnn"
+    spec.write_text(_largest_admitted(), encoding="utf-8")
+    cap = 70 * 2**20
+    run = subprocess.run([sys.executable, "-m", "archgen.cli", "check", str(spec)],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT,
+                         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (cap, cap)),
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert run.returncode == 1, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr and "archgen ran out of memory" in run.stderr

@@ -148,6 +148,8 @@ def estimate(net: Network, *, batch: int = 1, dtype: str = "float32",
                 y = _Storage(out_bytes)
                 live["now"] = live["now"] + y.nbytes
             here = live["now"] + m.temp * act * batch
+            for elements, per in m.scratch:
+                here = here + nbytes(elements, per) * batch
             layers[id(node)][3] = here
             peaks.append(here)
             release(x)

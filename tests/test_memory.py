@@ -94,10 +94,10 @@ class _Live:
 
 # The generated forward of a network with branches keeps each branch's output in a local
 # (x1, x2) until the forward returns or the name is reused, longer than the merge needs it:
-# DenseNet-121 (+13%), MobileNetV2 (+8%), ResNet-50 (+29%) and the U-Net (+84%) peak higher
-# in the generated module than archgen's figure, which frees them at the merge.
-_PEAK_EXACT = ["alexnet", "lenet5", "resnet18", "resnet34", "seed_cnn", "squeezenet1_1",
-               "vgg16", "vgg16_bn"]
+# DenseNet-121 (+10%), MobileNetV2 (+8%) and the U-Net (+84%) peak higher in the generated
+# module than archgen's figure, which frees them at the merge.
+_PEAK_EXACT = ["alexnet", "lenet5", "resnet18", "resnet34", "resnet50", "seed_cnn",
+               "squeezenet1_1", "vgg16", "vgg16_bn"]
 
 
 @pytest.mark.parametrize("name", _PEAK_EXACT)
@@ -134,6 +134,44 @@ def test_each_kind_exactly(body):
     assert predicted == real
 
 
+_INPLACE_STACKS = [  # (body, whether the generated forward frees what archgen frees)
+    (("conv2d(8, 3, padding=1)\nrelu(inplace=true)\nconv2d(4, 3)\nrelu6(inplace=true)\n"
+      "maxpool2d(2)"), True),
+    (("conv2d(8, 3)\nbatchnorm2d()\nleaky_relu(inplace=true)\nconv2d(8, 3, groups=8)\n"
+      "batchnorm2d()\nrelu6(inplace=true)\nconv2d(4, 1)\nelu(inplace=true)"), True),
+    (("conv2d(8, 3)\nmaxpool2d(2)\nrelu(inplace=true)\navgpool2d(2)\nrelu6(inplace=true)\n"
+      "flatten()\nlinear(6)\nrelu(inplace=true)\nlinear(5)\nrelu6(inplace=true)\nlinear(4)\n"
+      "silu(inplace=true)"), True),
+    (("conv2d(8, 3)\nadd:\n    branch:\n        conv2d(8, 3, padding=1)\n        batchnorm2d()\n"
+      "        relu(inplace=true)\n    identity()\nrelu(inplace=true)\nconv2d(4, 1)"), False),
+    (("conv2d(8, 3)\nrelu(inplace=true)\nconcat:\n    branch:\n        conv2d(4, 1)\n"
+      "        relu6(inplace=true)\n    branch:\n        conv2d(4, 3, padding=1)\n"
+      "        relu(inplace=true)\nhardswish(inplace=true)\nmaxpool2d(2)"), True),
+    (("conv2d(8, 3)\nbatchnorm2d()\nadd:\n    branch:\n        conv2d(8, 1)\n"
+      "        relu6(inplace=true)\n    identity()\nrelu6(inplace=true)\nflatten()\nlinear(3)"),
+     False),
+    (("conv2d(8, 3)\nadd:\n    branch:\n        conv2d(8, 1)\n        silu(inplace=true)\n"
+      "    branch:\n        maxpool2d(3, stride=1, padding=1)\n        relu(inplace=true)\n"
+      "relu(inplace=true)"), True),
+]
+
+
+@pytest.mark.parametrize("body, peak_exact", _INPLACE_STACKS)
+def test_inplace_activations_exactly(body, peak_exact):
+    """In-place activations after conv, batch norm, linear and pooling, at a branch's tail
+    and after a merge: relu_, leaky_relu_ and elu_ keep their result (the overwritten
+    storage), hardtanh_ (relu6), silu_ and hardswish_ a copy of their input; in a no_grad
+    forward they allocate nothing. Peaks are compared where the generated forward frees a
+    branch's output at the merge (see _PEAK_EXACT)."""
+    arch, real, predicted = _stack(f"input [3, 12, 10]\n{body}\n")
+    assert predicted == real
+    if peak_exact:
+        model = arch.to_torch_module().eval()
+        x = torch.randn(BATCH, *arch.network.input_shape)
+        assert estimate(arch.network, batch=BATCH, device="cpu").inference_peak_bytes == \
+            _Live(model, x).peak
+
+
 def test_inplace_relu():
     """relu keeps its output, relu_ the batch norm's output it overwrote: the same bytes for
     backward; in a no_grad forward relu_ makes no second map."""
@@ -149,7 +187,9 @@ def test_dtype_and_batch_scale():
     net = archgen.load(EXAMPLES[0].parent / "lenet5.cnn").network
     one, two = estimate(net), estimate(net, batch=4, dtype="bfloat16")
     assert two.parameter_bytes * 2 == one.parameter_bytes
-    assert two.inference_peak_bytes == one.inference_peak_bytes * 2
+    # the peak scales with the batch; not with the dtype, max pooling's indices being int64
+    assert estimate(net, batch=4).inference_peak_bytes == one.inference_peak_bytes * 4
+    assert two.inference_peak_bytes < one.inference_peak_bytes * 4
 
 
 def test_json_and_summary(tmp_path):

@@ -11,13 +11,14 @@ class _Activation(LayerKind):
     rank = None
     # what its backward formula reads (PyTorch's derivatives.yaml): the output for relu,
     # sigmoid, tanh and softmax, the input for the others (relu6 is hardtanh, which reads its
-    # input, elu reads its input unless in place); in place, relu_, hardtanh_, leaky_relu_ and
-    # elu_ read their result
+    # input, elu reads its input unless in place); in place, relu_, leaky_relu_ and elu_
+    # read their result, the input's storage; hardtanh_ (relu6_), silu_ and hardswish_ keep a
+    # copy of the input they overwrite (saved_tensors_hooks shows a new storage, torch 2.13)
     saves_output = True
 
     def memory(self, a: dict, x: Shape, y: Shape) -> Memory:
         if a.get("inplace"):
-            if self.name in ("relu", "relu6", "leaky_relu", "elu"):  # the input's storage
+            if self.name in ("relu", "leaky_relu", "elu"):  # the input's storage
                 return Memory(saves=("output",), aliases=True)
             # an in-place op whose gradient needs the input keeps a copy of it first
             return Memory(aliases=True, extra=((prod(x), "act"),))

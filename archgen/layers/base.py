@@ -139,6 +139,8 @@ class Memory:
       mode, and `eval_aliases` in a no_grad eval forward (dropout returns its input there);
     - extra: new tensors kept for backward, (elements, bytes per element or "act");
     - temp: a tensor made and dropped inside the layer (an explicit pad), elements;
+    - scratch: new tensors made and dropped in a no_grad forward, (elements, bytes per
+      element): max pooling's int64 indices, which ATen computes even when nothing keeps them;
     - fixed: (elements, bytes or "act" or "param") kept for backward whatever the batch;
     - input_needs_grad: the input is kept (by an op inside the layer, an explicit pad) only
       when the input itself requires grad.
@@ -152,6 +154,7 @@ class Memory:
     eval_aliases: bool | None = None
     extra: tuple = ()
     temp: object = 0
+    scratch: tuple = ()
     fixed: tuple = ()
 
 

@@ -73,7 +73,8 @@ class MaxPool2d(_Pool):
     shape_args = ("kernel_size", "stride", "padding", "dilation", "ceil_mode")
 
     def memory(self, a: dict, x: Shape, y: Shape) -> Memory:
-        return Memory(saves=("input",), extra=((prod(y), 8),))  # and int64 indices
+        indices = ((prod(y), 8),)  # int64, made in a no_grad forward too
+        return Memory(saves=("input",), extra=indices, scratch=indices)
 
 
 @register
@@ -152,4 +153,5 @@ class AdaptiveMaxPool2d(_Adaptive):
     params = (P("output_size", "pair"), P("return_indices", "bool", False))
 
     def memory(self, a: dict, x: Shape, y: Shape) -> Memory:
-        return Memory(saves=("input",), extra=((prod(y), 8),))  # and int64 indices
+        indices = ((prod(y), 8),)  # int64, made in a no_grad forward too
+        return Memory(saves=("input",), extra=indices, scratch=indices)

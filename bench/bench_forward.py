@@ -10,10 +10,11 @@ torchvision's classes written out with the same modules, attributes and forward 
 module's weights are copied into the reference in state_dict order (same shapes, checked), the
 outputs are compared, then they run interleaved in one process (eval mode, no_grad, CPU) at
 batch 1 and 32; the table gives the medians and generated / reference. A third module is the
-reference with its in-place activations turned off (`inplace=False`, as the specs' `relu()`):
-the difference that is the code's own, not the spec's. `--inplace` compiles the spec with every
-`relu()` and `relu6()` written `relu(inplace=true)` instead (what torchvision writes; the
-checker refuses it where a merge's other branches read the same input, E410).
+reference with its in-place activations turned off (`inplace=False`, as a plain `relu()`):
+the difference that is the code's own, not the spec's. The zoo specs write `relu(inplace=true)`
+where torchvision does; `--inplace` also rewrites any remaining `relu()` and `relu6()` in a
+spec that way (the checker refuses it where a merge's other branches read the same input,
+E410).
 """
 
 from __future__ import annotations

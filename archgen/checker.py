@@ -984,7 +984,7 @@ class Checker:
             constraints = symbolic.solve(names, requirements)
         except symbolic.Unsatisfiable as err:
             self.error("E413", f"no input size is valid: {err.message}", err.span or where,
-                       notes=[f"the input is {symbolic.to_json(net.input_shape)}"],
+                       notes=["the input is [" + ", ".join(map(str, net.input_shape)) + "]"],
                        helps=["change the layers so that their sizes agree, or give the "
                               "input's size as a number to see the first error it meets"])
             return

@@ -119,17 +119,12 @@ def _gc_paused():
     """Summary and JSON build ~10 objects a layer and free none before the end: without a
     pause, the collector's full collections rescan them (JSON 14x the time for 10x the layers
     at 100,000, 10x with it; bench/bench_static.py). What they build is output, not frozen."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with _no_cyclic_gc(freeze=False):
         yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 @contextmanager
-def _no_cyclic_gc():
+def _no_cyclic_gc(*, freeze: bool = True):
     """Parsing and checking allocate ~10 objects per layer and free none of them until the end:
     the cyclic collector would rescan them all again and again (15x instead of 10x the time
     for 10x the layers). Reference counting still frees everything that is dropped.
@@ -148,7 +143,7 @@ def _no_cyclic_gc():
         yield
     finally:
         if enabled:
-            if gc.get_count()[0] > FREEZE_ABOVE:
+            if freeze and gc.get_count()[0] > FREEZE_ABOVE:
                 gc.freeze()
             gc.enable()
 

@@ -496,46 +496,33 @@ def _onnx_output(ctx, param, value: str) -> str:
     return value
 
 
-def _weights_file(ctx, param, value: str | None) -> str | None:
-    """A readable regular file; what it holds is load_weights' business (exit 1)."""
-    if value is None:
-        return None
-    try:
-        mode = os.stat(value).st_mode
-        if stat.S_ISDIR(mode):
-            raise click.BadParameter(f"{value} is a directory, not a checkpoint", ctx, param)
-        if not stat.S_ISREG(mode):  # a FIFO or device: reading could block for ever
-            raise click.BadParameter(f"{value} is not a regular file", ctx, param)
-        with open(value, "rb"):
-            pass
-    except (FileNotFoundError, NotADirectoryError):
-        blocker = _file_in(value)
-        why = f" ({blocker} is a file, not a directory)" if blocker else ""
-        raise click.BadParameter(f"no such file: {value}{why}", ctx, param) from None
-    except OSError as e:
-        raise click.BadParameter(f"cannot read {value}: {e.strerror or e}", ctx, param) from None
-    return value
+def _readable_file(what: str):
+    """An option callback: a readable regular file (`what` names it in messages); what it holds
+    is the reader's business (exit 1)."""
+    def callback(ctx, param, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            mode = os.stat(value).st_mode
+            if stat.S_ISDIR(mode):
+                raise click.BadParameter(f"{value} is a directory, not {what}", ctx, param)
+            if not stat.S_ISREG(mode):  # a FIFO or device: reading could block for ever
+                raise click.BadParameter(f"{value} is not a regular file", ctx, param)
+            with open(value, "rb"):
+                pass
+        except (FileNotFoundError, NotADirectoryError):
+            blocker = _file_in(value)
+            why = f" ({blocker} is a file, not a directory)" if blocker else ""
+            raise click.BadParameter(f"no such file: {value}{why}", ctx, param) from None
+        except OSError as e:
+            raise click.BadParameter(f"cannot read {value}: {e.strerror or e}", ctx,
+                                     param) from None
+        return value
+    return callback
 
 
-def _onnx_file(ctx, param, value: str | None) -> str | None:
-    """A readable regular file; whether it is ONNX, and fits the spec, is parity's business."""
-    if value is None:
-        return None
-    try:
-        mode = os.stat(value).st_mode
-        if stat.S_ISDIR(mode):
-            raise click.BadParameter(f"{value} is a directory, not an ONNX file", ctx, param)
-        if not stat.S_ISREG(mode):  # a FIFO or device: reading could block for ever
-            raise click.BadParameter(f"{value} is not a regular file", ctx, param)
-        with open(value, "rb"):
-            pass
-    except (FileNotFoundError, NotADirectoryError):
-        blocker = _file_in(value)
-        why = f" ({blocker} is a file, not a directory)" if blocker else ""
-        raise click.BadParameter(f"no such file: {value}{why}", ctx, param) from None
-    except OSError as e:
-        raise click.BadParameter(f"cannot read {value}: {e.strerror or e}", ctx, param) from None
-    return value
+_weights_file = _readable_file("a checkpoint")
+_onnx_file = _readable_file("an ONNX file")
 
 
 SEED_LIMIT = 2**64  # numpy and PyTorch seeds are unsigned 64-bit integers

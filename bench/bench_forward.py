@@ -5,7 +5,7 @@ same weights (run by hand; not a test).
 
 torchvision is not installed in archgen's environment, so the references below are
 torchvision's classes written out with the same modules, attributes and forward code
-(torchvision/models/{resnet,mobilenetv2,densenet,squeezenet,vgg}.py: in-place ReLUs,
+(torchvision/models/{alexnet,resnet,mobilenetv2,densenet,squeezenet,vgg}.py: in-place ReLUs,
 `out += identity`, DenseNet's concatenation of the list of earlier features). The generated
 module's weights are copied into the reference in state_dict order (same shapes, checked), the
 outputs are compared, then they run interleaved in one process (eval mode, no_grad, CPU) at
@@ -252,7 +252,7 @@ class SqueezeNet11(nn.Module):
 
 
 class VGG16(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, batch_norm: bool = False) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         cin = 3
@@ -261,7 +261,9 @@ class VGG16(nn.Module):
             if v == "M":
                 layers.append(nn.MaxPool2d(2, 2))
             else:
-                layers += [nn.Conv2d(cin, v, 3, padding=1), nn.ReLU(inplace=True)]
+                layers.append(nn.Conv2d(cin, v, 3, padding=1))
+                layers += [nn.BatchNorm2d(v)] if batch_norm else []
+                layers.append(nn.ReLU(inplace=True))
                 cin = v
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
@@ -274,7 +276,31 @@ class VGG16(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
+class AlexNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2), nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+            nn.Conv2d(64, 192, kernel_size=5, padding=2), nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+            nn.Conv2d(192, 384, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(256, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=3, stride=2))
+        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
+        self.classifier = nn.Sequential(
+            nn.Dropout(p=0.5), nn.Linear(256 * 6 * 6, 4096), nn.ReLU(inplace=True),
+            nn.Dropout(p=0.5), nn.Linear(4096, 4096), nn.ReLU(inplace=True),
+            nn.Linear(4096, 1000))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.avgpool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))
+
+
 REFERENCES = {
+    "alexnet": AlexNet,
     "resnet18": lambda: ResNet(BasicBlock, [2, 2, 2, 2]),
     "resnet34": lambda: ResNet(BasicBlock, [3, 4, 6, 3]),
     "resnet50": lambda: ResNet(Bottleneck, [3, 4, 6, 3]),
@@ -282,6 +308,7 @@ REFERENCES = {
     "densenet121": DenseNet121,
     "squeezenet1_1": SqueezeNet11,
     "vgg16": VGG16,
+    "vgg16_bn": lambda: VGG16(batch_norm=True),
 }
 
 

@@ -143,7 +143,9 @@ class Checker:
     def _input_shape(self) -> Shape | None:
         spec = self.spec
         if spec.input_shape is None:
-            if not any(d.code in ("E100", "E305") for d in self.diags):
+            # any error in reading the text (a syntax error, a number too large, nesting too
+            # deep) may be what lost the input line: then it, not E408, is the problem
+            if not any(d.is_error for d in spec.diagnostics):
                 self.error("E408", "the spec has no input line", Span(self.file, 1, 1, 2),
                            helps=["start with the input size, batch excluded: "
                                   "input [3, 32, 32]"])

@@ -1,6 +1,6 @@
 """`python -m archgen`: the same command as `archgen`."""
 
-from .cli import main
+from .cli import run
 
 if __name__ == "__main__":
-    main(prog_name="archgen")
+    run(prog_name="archgen")

@@ -900,5 +900,21 @@ def report(spec: str, output: str, with_parity: bool, expand: bool) -> None:
     sys.exit(0 if verdict is None or verdict.ok else 1)
 
 
+# Written without allocating: when memory ran out outside the commands' own handler (click's
+# argument parsing, the handler's echo itself), nothing else may be left to print with.
+_OUT_OF_MEMORY = (b"error: archgen ran out of memory (the process's limit was reached); "
+                  b"allow it more memory, or check a smaller network\n")
+
+
+def run(**kwargs) -> None:
+    """The `archgen` entry point: `main`, with a MemoryError that escapes it (it can arise
+    anywhere under a tight memory cap) ending as one line and exit 1, never a traceback."""
+    try:
+        main(**kwargs)
+    except MemoryError:
+        os.write(2, _OUT_OF_MEMORY)
+        os._exit(1)
+
+
 if __name__ == "__main__":
-    main()
+    run()

@@ -174,3 +174,9 @@ def test_inplace_layer_on_a_shared_branch_input_is_refused():
 def test_bare_none_selects_the_none_choice():
     layer = next(net("input [3, 8, 8]\ngelu(approximate=none)\n").layers())
     assert layer.args["approximate"] == "none"
+
+
+def test_an_input_line_lost_to_a_reading_error_is_not_also_missing():
+    """A number too large on the input line is E303 there, not also E408 'no input line'."""
+    arch = archgen.parse("network N\ninput [3, 99999999999999999999, 8]\nconv2d(8, 3)\n")
+    assert [(d.code, d.span.line) for d in arch.errors] == [("E303", 2)]

@@ -146,6 +146,7 @@ _WORKER = textwrap.dedent("""
     torch.optim.SGD(model.parameters(), lr=0.1).step()
     torch.save({"grads": grads, "params": {n: p.detach() for n, p in model.named_parameters()}},
                sys.argv[3] + f"/rank{rank}.pt")
+    dist.barrier()  # neither rank tears gloo down while the other still talks to it
     dist.destroy_process_group()
 """)
 

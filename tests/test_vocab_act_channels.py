@@ -1,0 +1,233 @@
+"""hardsigmoid, hardtanh, mish, prelu, log_softmax, channel_shuffle and channel_slice against
+PyTorch: accept/reject verdicts, output shapes and parameter counts on randomised arguments
+and inputs of every rank, and what autograd saves (saved_tensors_hooks, as test_memory.py).
+
+The kinds' rules are run as the checker runs them (`_apply`: coerce, check_args, normalise,
+output_shape, check_input, warnings), so a kind is tested on its own as well as in specs.
+"""
+
+from __future__ import annotations
+
+import random
+import warnings
+from math import prod
+
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn
+
+from archgen.layers.activation_extra import Hardsigmoid, Hardtanh, LogSoftmax, Mish, PReLU
+from archgen.layers.base import REQUIRED, LayerError, coerce
+from archgen.layers.channels import ChannelShuffle, ChannelSlice
+
+
+def _apply(kind, given: dict, x: tuple):
+    """What the checker does with one call: ("ok", output shape, params, warnings' codes) or
+    ("error", code)."""
+    a = {}
+    try:
+        for p in kind.params:
+            if p.name in given:
+                a[p.name] = coerce(p, given[p.name])
+            else:
+                assert p.default is not REQUIRED, p.name
+                a[p.name] = p.default
+        kind.check_args(a)
+        if kind.rank is not None and len(x) != kind.rank:
+            return ("error", "E405")
+        kind.normalise(a, x)
+        y = kind.output_shape(a, x)
+        problems = kind.check_input(a, x)
+        if problems:
+            return ("error", problems[0].code)
+    except LayerError as err:
+        return ("error", err.code)
+    return ("ok", y, kind.param_count(a), [w.code for w in kind.warnings(a, x, y)])
+
+
+def _torch_verdict(make, x: tuple):
+    """("ok", output shape without the batch, parameter count) or ("error",)."""
+    try:
+        m = make()
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # log_softmax's implicit dim is deprecated
+            y = m(torch.randn(2, *x))
+    except (RuntimeError, AssertionError, ValueError, IndexError):
+        return ("error",)
+    return ("ok", tuple(y.shape[1:]), sum(p.numel() for p in m.parameters()))
+
+
+def _shape(rng: random.Random) -> tuple:
+    rank = rng.choice([1, 2, 3, 4])
+    return (rng.choice([1, 2, 3, 4, 6, 8, 12]),) + tuple(rng.randint(1, 5)
+                                                         for _ in range(rank - 1))
+
+
+def _agree(ours, theirs, case):
+    assert ours[0] == theirs[0], (case, ours, theirs)
+    if ours[0] == "ok":
+        assert ours[1:3] == theirs[1:3], (case, ours, theirs)
+
+
+# -- verdicts, shapes and counts ---------------------------------------------------------------
+
+def test_elementwise_activations_against_torch():
+    rng = random.Random(7)
+    for i in range(150):
+        x = _shape(rng)
+        inplace = rng.random() < 0.5
+        lo, hi = rng.uniform(-3, 3), rng.uniform(-3, 3)
+        if rng.random() < 0.1:
+            hi = lo
+        cases = [
+            (Hardsigmoid(), {"inplace": inplace}, lambda: nn.Hardsigmoid(inplace)),
+            (Mish(), {"inplace": inplace}, lambda: nn.Mish(inplace)),
+            (Hardtanh(), {"min_val": lo, "max_val": hi, "inplace": inplace},
+             lambda lo=lo, hi=hi: nn.Hardtanh(lo, hi, inplace)),
+        ]
+        for kind, args, make in cases:
+            ours = _apply(kind, args, x)
+            _agree(ours, _torch_verdict(make, x), (i, kind.name, args, x))
+            if ours[0] == "ok":
+                assert ours[1] == x
+
+
+def test_hardtanh_bounds_error():
+    assert _apply(Hardtanh(), {"min_val": 1, "max_val": 1}, (3, 4, 4)) == ("error", "E301")
+    assert _apply(Hardtanh(), {"min_val": 0, "max_val": 6}, (3, 4, 4))[0] == "ok"
+
+
+def test_prelu_against_torch():
+    rng = random.Random(11)
+    for i in range(200):
+        x = _shape(rng)
+        n = rng.choice([1, x[0], rng.randint(0, 13), -1])
+        init = rng.uniform(-1, 1)
+        ours = _apply(PReLU(), {"num_parameters": n, "init": init}, x)
+        theirs = _torch_verdict(lambda n=n, init=init: nn.PReLU(n, init), x)
+        _agree(ours, theirs, (i, n, x))
+    assert _apply(PReLU(), {"num_parameters": 5}, (6, 3, 3)) == ("error", "E440")
+    assert _apply(PReLU(), {"num_parameters": 0}, (6, 3, 3)) == ("error", "E301")
+    assert _apply(PReLU(), {}, (6, 3, 3))[:3] == ("ok", (6, 3, 3), 1)
+
+
+def test_log_softmax_against_torch():
+    rng = random.Random(13)
+    for i in range(150):
+        x = _shape(rng)
+        dim = rng.choice([None, *range(-len(x) - 2, len(x) + 2)])
+        ours = _apply(LogSoftmax(), {"dim": dim}, x)
+        if dim is not None and dim % (len(x) + 1) == 0 and -len(x) - 1 <= dim <= len(x):
+            assert ours == ("error", "E301")  # deliberate: a softmax over the batch
+            continue
+        theirs = _torch_verdict(lambda dim=dim: nn.LogSoftmax(dim), x)
+        if dim is None and len(x) + 1 in (1, 3):  # PyTorch's implicit choice is dim 0,
+            assert ours == ("error", "E301")       # the batch: refused, as softmax's
+            continue
+        _agree(ours, theirs, (i, dim, x))
+
+
+def test_channel_shuffle_against_torch():
+    rng = random.Random(17)
+    seen = set()
+    for i in range(250):
+        x = _shape(rng)
+        g = rng.choice([1, 2, 3, 4, x[0], -1, 0, 5])
+        ours = _apply(ChannelShuffle(), {"groups": g}, x)
+        theirs = _torch_verdict(lambda g=g: nn.ChannelShuffle(g), x)
+        _agree(ours, theirs, (i, g, x))
+        if ours[0] == "error":
+            seen.add(ours[1])
+        else:
+            assert ours[3] == (["W508"] if g in (1, x[0]) else []), (g, x)
+    assert seen == {"E301", "E405", "E438"}
+
+
+def test_channel_slice_shapes_and_rules():
+    """x[:, start:stop]: PyTorch clips out-of-range slices and returns empty ones; archgen
+    refuses both (start < stop <= channels, non-negative)."""
+    rng = random.Random(19)
+    for i in range(250):
+        x = _shape(rng)
+        start, stop = rng.randint(-2, x[0] + 1), rng.randint(-2, x[0] + 2)
+        ours = _apply(ChannelSlice(), {"start": start, "stop": stop}, x)
+        if not (0 <= start < stop <= x[0]):
+            assert ours[0] == "error", (start, stop, x)
+            assert ours[1] == ("E439" if 0 <= start < stop else "E301"), (start, stop, x)
+            continue
+        y = torch.randn(2, *x)[:, start:stop]
+        assert ours[:3] == ("ok", tuple(y.shape[1:]), 0), (start, stop, x)
+        assert ours[3] == (["W509"] if (start, stop) == (0, x[0]) else [])
+
+
+# -- what autograd saves -------------------------------------------------------------------------
+
+def _saved_by(module: nn.Module, x: tuple, batch: int = 2):
+    """What autograd saves for `module` alone, on an input that requires grad (the output of
+    a conv): sorted (which, bytes) per storage, `which` being "input" (the input's storage,
+    also when the output shares it), "output" or "new"; and whether the output is the input's
+    storage. Parameters are left out."""
+    conv = nn.Conv2d(x[0], x[0], 1) if len(x) == 3 else None
+    inp = torch.randn(batch, *x, requires_grad=True)
+    pre = inp * 1.0 if conv is None else conv(inp)
+    params = {p.untyped_storage().data_ptr() for p in module.parameters()}
+    storages: dict[int, int] = {}
+
+    def pack(t):
+        s = t.untyped_storage()
+        if s.data_ptr() not in params:
+            storages[s.data_ptr()] = s.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        y = module(pre)
+    ptr_in, ptr_out = pre.untyped_storage().data_ptr(), y.untyped_storage().data_ptr()
+    which = {ptr_in: "input", ptr_out: "output"} if ptr_in != ptr_out else {ptr_in: "input"}
+    return sorted((which.get(p, "new"), n) for p, n in storages.items()), ptr_in == ptr_out
+
+
+def _predicted(kind, args: dict, x: tuple, batch: int = 2):
+    """The kind's Memory read as memory.estimate reads it, for a layer whose input requires
+    grad and is kept by nothing else."""
+    status, y, *_ = _apply(kind, args, x)
+    assert status == "ok"
+    a = {p.name: args.get(p.name, p.default) for p in kind.params}
+    kind.normalise(a, x)
+    m = kind.memory(a, x, y)
+    size = {"input": prod(x) * 4 * batch, "output": prod(y) * 4 * batch}
+    saved = {("input" if m.aliases else w, size["input" if m.aliases else w]) for w in m.saves}
+    saved = sorted(saved) + [("new", n * 4 * batch) for n, per in m.extra]
+    return sorted(saved), m.aliases
+
+
+@pytest.mark.parametrize("kind, args, make", [
+    (Hardsigmoid(), {}, lambda: nn.Hardsigmoid()),
+    (Hardsigmoid(), {"inplace": True}, lambda: nn.Hardsigmoid(True)),
+    (Hardtanh(), {"min_val": -2.0, "max_val": 0.5}, lambda: nn.Hardtanh(-2.0, 0.5)),
+    (Hardtanh(), {"inplace": True}, lambda: nn.Hardtanh(inplace=True)),
+    (Mish(), {}, lambda: nn.Mish()),
+    (Mish(), {"inplace": True}, lambda: nn.Mish(True)),
+    (PReLU(), {}, lambda: nn.PReLU()),
+    (PReLU(), {"num_parameters": 6}, lambda: nn.PReLU(6)),
+    (LogSoftmax(), {"dim": 1}, lambda: nn.LogSoftmax(1)),
+    (LogSoftmax(), {"dim": -1}, lambda: nn.LogSoftmax(-1)),
+    (ChannelShuffle(), {"groups": 2}, lambda: nn.ChannelShuffle(2)),
+    (ChannelShuffle(), {"groups": 3}, lambda: nn.ChannelShuffle(3)),
+    (ChannelSlice(), {"start": 1, "stop": 4}, lambda: (lambda t: t[:, 1:4])),
+], ids=lambda v: getattr(v, "name", None) or "")
+@pytest.mark.parametrize("x", [(6, 5, 4), (6, 7)], ids=["CHW", "CL"])
+def test_saved_for_backward(kind, args, make, x):
+    module = make()
+    if not isinstance(module, nn.Module):
+        module = _Lambda(module)
+    assert _saved_by(module, x) == _predicted(kind, args, x)
+
+
+class _Lambda(nn.Module):
+    def __init__(self, f):
+        super().__init__()
+        self.f = f
+
+    def forward(self, x):
+        return self.f(x)

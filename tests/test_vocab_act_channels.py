@@ -81,10 +81,10 @@ def test_elementwise_activations_against_torch():
         if rng.random() < 0.1:
             hi = lo
         cases = [
-            (Hardsigmoid(), {"inplace": inplace}, lambda: nn.Hardsigmoid(inplace)),
-            (Mish(), {"inplace": inplace}, lambda: nn.Mish(inplace)),
+            (Hardsigmoid(), {"inplace": inplace}, lambda i=inplace: nn.Hardsigmoid(i)),
+            (Mish(), {"inplace": inplace}, lambda i=inplace: nn.Mish(i)),
             (Hardtanh(), {"min_val": lo, "max_val": hi, "inplace": inplace},
-             lambda lo=lo, hi=hi: nn.Hardtanh(lo, hi, inplace)),
+             lambda lo=lo, hi=hi, i=inplace: nn.Hardtanh(lo, hi, i)),
         ]
         for kind, args, make in cases:
             ours = _apply(kind, args, x)

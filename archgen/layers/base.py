@@ -346,6 +346,12 @@ def coerce(p: P, v: Any) -> Any:
         raise bad
     if t == "pair_or_none":
         return coerce(P(p.name, "pair"), v)
+    if t == "ints":  # a shape or a list of dims of any length: layernorm(96), permute(1, 2, 0)
+        if _is_int(v):
+            return (v,)
+        if isinstance(v, tuple) and v and all(_is_int(i) for i in v):
+            return v
+        raise bad
     if t == "scale":
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             return (float(v), float(v))
@@ -366,6 +372,7 @@ _TYPE_TEXT = {
     "padding": "an integer, a pair, same or valid",
     "pad4": "an integer, (left, right) or (left, right, top, bottom)",
     "pair_or_none": "an integer or a pair",
+    "ints": "an integer or a tuple of integers such as (7, 7)",
     "scale": "a number or a pair of numbers",
 }
 

@@ -1,0 +1,436 @@
+"""layernorm, layernorm2d, groupnorm, instancenorm1d/2d/3d, permute, layer_scale and
+stochastic_depth against PyTorch: accept/reject verdicts, output shapes, parameter counts and
+MACs on randomised arguments and inputs of every rank, and what autograd saves
+(saved_tensors_hooks, as test_memory.py does).
+
+The kinds' rules are run as the checker runs them (`_apply`: coerce, check_args, normalise,
+output_shape, check_input, warnings), so each kind is tested on its own. torchvision's
+LayerNorm2d and StochasticDepth are copied here as references (the suite never imports
+torchvision).
+"""
+
+from __future__ import annotations
+
+import random
+import warnings
+from math import prod
+
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from archgen.layers.base import REQUIRED, LayerError, coerce
+from archgen.layers.layout import LayerScale, Permute, StochasticDepth, permutation
+from archgen.layers.normalization import (
+    GroupNorm,
+    InstanceNorm1d,
+    InstanceNorm2d,
+    InstanceNorm3d,
+    LayerNorm,
+    LayerNorm2d,
+)
+
+# -- references ---------------------------------------------------------------------------------
+
+
+class TorchvisionLayerNorm2d(nn.LayerNorm):
+    """torchvision.models.convnext.LayerNorm2d (torchvision 0.29), verbatim."""
+
+    def forward(self, x):
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        x = x.permute(0, 3, 1, 2)
+        return x
+
+
+class TorchvisionStochasticDepth(nn.Module):
+    """torchvision.ops.stochastic_depth (torchvision 0.29), as a module."""
+
+    def __init__(self, p: float, mode: str) -> None:
+        super().__init__()
+        self.p, self.mode = p, mode
+
+    def forward(self, input):
+        if self.p < 0.0 or self.p > 1.0:
+            raise ValueError(f"drop probability has to be between 0 and 1, but got {self.p}")
+        if self.mode not in ["batch", "row"]:
+            raise ValueError(f"mode has to be either 'batch' or 'row', but got {self.mode}")
+        if not self.training or self.p == 0.0:
+            return input
+        survival_rate = 1.0 - self.p
+        if self.mode == "row":
+            size = [input.shape[0]] + [1] * (input.ndim - 1)
+        else:
+            size = [1] * input.ndim
+        noise = torch.empty(size, dtype=input.dtype, device=input.device)
+        noise = noise.bernoulli_(survival_rate)
+        if survival_rate > 0.0:
+            noise.div_(survival_rate)
+        return input * noise
+
+
+class TorchPermute(nn.Module):
+    def __init__(self, dims):
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x):
+        return x.permute(*self.dims)
+
+
+class TorchLayerScale(nn.Module):
+    """torchvision's CNBlock keeps the parameter on itself; a module of its own here."""
+
+    def __init__(self, shape, init):
+        super().__init__()
+        self.layer_scale = nn.Parameter(torch.ones(*shape) * init)
+
+    def forward(self, x):
+        return self.layer_scale * x
+
+
+def torch_dims(dims):
+    """archgen's dims (without the batch) as Tensor.permute's."""
+    return [0] + [d + 1 if d >= 0 else d for d in dims]
+
+
+# -- the checker's steps on one call ------------------------------------------------------------
+
+def _apply(kind, given: dict, x: tuple):
+    """What the checker does with one call: ("ok", output shape, params, warnings' codes,
+    the normalised arguments) or ("error", code)."""
+    a = {}
+    try:
+        for p in kind.params:
+            if p.name in given:
+                a[p.name] = coerce(p, given[p.name])
+            else:
+                assert p.default is not REQUIRED, p.name
+                a[p.name] = p.default
+        kind.check_args(a)
+        if kind.rank is not None and len(x) != kind.rank:
+            return ("error", "E405")
+        if kind.inferred is not None:
+            a[kind.inferred.name] = x[0]
+        kind.normalise(a, x)
+        y = kind.output_shape(a, x)
+        problems = kind.check_input(a, x)
+        if problems:
+            return ("error", problems[0].code)
+    except LayerError as err:
+        return ("error", err.code)
+    return ("ok", y, kind.param_count(a), [w.code for w in kind.warnings(a, x, y)], a)
+
+
+def _torch_verdict(make, x: tuple, train: bool = False):
+    """("ok", output shape without the batch, parameter count) or ("error",)."""
+    try:
+        m = make()
+        m.train(train)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            y = m(torch.randn(2, *x))
+    except (RuntimeError, AssertionError, ValueError, IndexError):
+        return ("error",)
+    return ("ok", tuple(y.shape[1:]), sum(p.numel() for p in m.parameters()))
+
+
+def _agree(ours, theirs, case):
+    assert ours[0] == theirs[0], (case, ours, theirs)
+    if ours[0] == "ok":
+        assert ours[1:3] == theirs[1:3], (case, ours, theirs)
+
+
+def _shape(rng: random.Random, rank: int | None = None) -> tuple:
+    rank = rank or rng.choice([1, 2, 3, 4])
+    return (rng.choice([1, 2, 3, 4, 6, 8, 12]),) + tuple(rng.randint(1, 5)
+                                                         for _ in range(rank - 1))
+
+
+# -- verdicts, shapes and counts ----------------------------------------------------------------
+
+def test_layernorm_against_torch():
+    rng = random.Random(1)
+    kinds = {"ok": 0, "error": 0}
+    for i in range(200):
+        x = _shape(rng)
+        k = rng.randint(1, min(len(x) + 1, 3))
+        ns = list(x[len(x) - k:]) if k <= len(x) else list(x)
+        if rng.random() < 0.35:  # a wrong size somewhere, or one dim too many
+            j = rng.randrange(len(ns))
+            ns[j] += rng.choice([-1, 1, 2]) if ns[j] > 1 else 1
+        if k > len(x):
+            ns = [rng.randint(1, 4)] + ns
+        given = {"normalized_shape": ns[0] if len(ns) == 1 and rng.random() < 0.5
+                 else tuple(ns),
+                 "eps": rng.choice([1e-5, 1e-6]),
+                 "elementwise_affine": rng.random() < 0.8, "bias": rng.random() < 0.7}
+        ours = _apply(LayerNorm(), given, x)
+        theirs = _torch_verdict(lambda: nn.LayerNorm(**given), x)
+        if k > len(x):
+            # over the batch too: PyTorch takes it when the batch size happens to match the
+            # first size (2 here), archgen never does
+            assert ours == ("error", "E430"), (i, x, given, ours)
+            continue
+        _agree(ours, theirs, (i, x, given))
+        if ours[0] == "error":
+            assert ours[1] == "E430"
+        kinds[ours[0]] += 1
+    assert kinds["ok"] > 50 and kinds["error"] > 30, kinds
+
+
+def test_layernorm_argument_rules():
+    assert _apply(LayerNorm(), {"normalized_shape": 0}, (3,)) == ("error", "E301")
+    assert _apply(LayerNorm(), {"normalized_shape": 3, "eps": -1.0}, (3,)) == ("error", "E301")
+    assert _apply(LayerNorm(), {"normalized_shape": 2.5}, (3,)) == ("error", "E300")
+    err = LayerNorm().check_input({"normalized_shape": (5,)}, (4, 3, 6))[0]
+    assert err.arg == "normalized_shape" and "[*, 5]" in err.message and "[4, 3, 6]" in \
+        err.message and "layernorm(6)" in err.helps[0]
+
+
+def test_layernorm2d_against_torchvision():
+    rng = random.Random(2)
+    for i in range(60):
+        x = _shape(rng)
+        given = {"eps": rng.choice([1e-5, 1e-6]), "elementwise_affine": rng.random() < 0.8,
+                 "bias": rng.random() < 0.7}
+        ours = _apply(LayerNorm2d(), given, x)
+        if len(x) != 3:
+            # torchvision's permute(0, 2, 3, 1) refuses any other rank: the same verdict
+            assert ours == ("error", "E405")
+        theirs = _torch_verdict(lambda: TorchvisionLayerNorm2d(x[0], **given), x)
+        _agree(ours, theirs, (i, x, given))
+
+
+def test_layernorm2d_keys_are_torchvision_keys():
+    m = TorchvisionLayerNorm2d(8)
+    assert list(m.state_dict()) == ["weight", "bias"]
+    assert _apply(LayerNorm2d(), {}, (8, 3, 3))[2] == 16
+
+
+def test_groupnorm_against_torch():
+    rng = random.Random(3)
+    seen = set()
+    for i in range(200):
+        x = _shape(rng)
+        g = rng.choice([1, 2, 3, 4, 6, 8, 12, 5])
+        given = {"num_groups": g, "affine": rng.random() < 0.7}
+        if rng.random() < 0.2:
+            given["num_channels"] = rng.choice([x[0], x[0] * 2])
+        ours = _apply(GroupNorm(), given, x)
+        c = given.get("num_channels", x[0])
+        theirs = _torch_verdict(lambda: nn.GroupNorm(g, c, affine=given["affine"]), x)
+        if c != x[0] and g <= x[0] and x[0] % g == 0:
+            # without affine PyTorch never compares num_channels with the input; archgen
+            # refuses a wrong one whatever affine says, as batchnorm2d's num_features
+            assert ours == ("error", "E400"), (i, x, given, ours)
+            continue
+        _agree(ours, theirs, (i, x, given))
+        if ours[0] == "error":
+            seen.add(ours[1])
+    assert seen == {"E400", "E431"}
+
+
+def test_groupnorm_divisibility_points_at_num_groups():
+    err = GroupNorm().check_input({"given_channels": None, "num_channels": 96,
+                                   "num_groups": 7}, (96, 4, 4))[0]
+    assert (err.code, err.arg) == ("E431", "num_groups")
+    assert err.message == "num_channels (96) must be divisible by num_groups (7)"
+    assert "such as 6" in err.helps[0] or "such as 8" in err.helps[0]
+    # given as PyTorch writes it: nn.GroupNorm(32, 64)
+    ok = _apply(GroupNorm(), {"num_groups": 32, "num_channels": 64}, (64, 3, 3))
+    assert ok[:3] == ("ok", (64, 3, 3), 128)
+    assert _apply(GroupNorm(), {"num_groups": 5, "num_channels": 64}, (64, 3, 3)) == \
+        ("error", "E431")
+
+
+INSTANCE = {InstanceNorm1d: nn.InstanceNorm1d, InstanceNorm2d: nn.InstanceNorm2d,
+            InstanceNorm3d: nn.InstanceNorm3d}
+
+
+@pytest.mark.parametrize("kind", list(INSTANCE), ids=lambda k: k.name)
+def test_instancenorm_against_torch(kind):
+    rng = random.Random(kind.rank)
+    seen = set()
+    for i in range(90):
+        x = _shape(rng, rng.choice([1, 2, 3, 4]))
+        if rng.random() < 0.2 and len(x) > 1:
+            x = (x[0],) + (1,) * (len(x) - 1)
+        given = {"affine": rng.random() < 0.5, "track_running_stats": rng.random() < 0.4,
+                 "eps": 1e-5}
+        ours = _apply(kind(), given, x)
+        make = lambda: INSTANCE[kind](x[0], **given)  # noqa: E731
+        theirs = _torch_verdict(make, x)
+        if len(x) == kind.rank - 1 and theirs[0] == "ok":
+            # PyTorch reads a tensor one rank lower as one unbatched sample; archgen's inputs
+            # always carry the batch, so it refuses (a deliberate departure)
+            assert ours == ("error", "E405"), (i, x, given, ours)
+            continue
+        _agree(ours, theirs, (i, x, given))
+        if ours[0] == "ok":
+            if given["track_running_stats"] and prod(x[1:]) == 1:
+                assert ours[3] == ["W506"]  # eval runs; training does not:
+                assert _torch_verdict(make, x, train=True) == ("error",)
+            else:
+                assert ours[3] == []
+        else:
+            seen.add(ours[1])
+    assert "E405" in seen and "E432" in seen, seen
+
+
+def test_permute_against_torch():
+    rng = random.Random(5)
+    seen = set()
+    for i in range(200):
+        x = _shape(rng)
+        r = len(x)
+        dims = list(range(r))
+        rng.shuffle(dims)
+        dims = [d - r if rng.random() < 0.2 else d for d in dims]
+        roll = rng.random()
+        if roll < 0.1:
+            dims = dims[:-1] or [0, 0]
+        elif roll < 0.2:
+            dims[rng.randrange(r)] = rng.choice([r, -r - 1, dims[0]])
+        elif roll < 0.3:
+            dims = dims + [rng.randint(0, r)]
+        ours = _apply(Permute(), {"dims": tuple(dims)}, x)
+        theirs = _torch_verdict(lambda: TorchPermute(torch_dims(dims)), x)
+        _agree(ours, theirs, (i, x, dims))
+        if ours[0] == "error":
+            seen.add(ours[1])
+        elif sorted(ours[4]["dims"]) == ours[4]["dims"]:
+            assert ours[3] == ["W507"]
+    assert seen == {"E433"}
+
+
+def test_permute_with_the_batch_dimension_is_refused_with_the_fix():
+    with pytest.raises(LayerError) as e:
+        permutation((0, 2, 3, 1), 3)
+    assert e.value.code == "E433" and "permute(1, 2, 0)" in e.value.helps[0]
+    assert _apply(Permute(), {"dims": (1, 2, 0)}, (96, 7, 5))[1] == (7, 5, 96)
+
+
+def test_layer_scale_shape_and_count():
+    rng = random.Random(6)
+    for _ in range(30):
+        x = _shape(rng)
+        ours = _apply(LayerScale(), {"init": 1e-6}, x)
+        theirs = _torch_verdict(lambda: TorchLayerScale(ours[4]["shape"], 1e-6), x)
+        _agree(ours, theirs, x)
+    # torchvision's CNBlock: torch.ones(dim, 1, 1) * layer_scale
+    assert _apply(LayerScale(), {"init": 1e-6}, (96, 56, 56))[4]["shape"] == (96, 1, 1)
+
+
+def test_stochastic_depth_against_torchvision():
+    rng = random.Random(8)
+    for i in range(40):
+        x = _shape(rng)
+        p = rng.choice([0.0, 0.1, 0.5, 0.95, 1.0, 1.5, -0.1])
+        mode = rng.choice(["row", "batch", "col"])
+        ours = _apply(StochasticDepth(), {"p": p, "mode": mode}, x)
+        # torchvision checks p and mode in forward, in training mode too
+        theirs = _torch_verdict(lambda: TorchvisionStochasticDepth(p, mode), x, train=True)
+        _agree(ours, theirs, (i, x, p, mode))
+        if ours[0] == "ok":
+            assert ours[3] == (["W502"] if p >= 0.9 else [])
+        else:
+            assert ours[1] == "E301"
+
+
+def test_macs_are_zero_as_flop_counter_counts_them():
+    """FlopCounterMode counts none of these kinds (archgen counts conv and linear MACs)."""
+    x = torch.randn(2, 8, 4, 4)
+    for m in (nn.LayerNorm(4), TorchvisionLayerNorm2d(8), nn.GroupNorm(2, 8),
+              nn.InstanceNorm2d(8, affine=True), TorchPermute([0, 2, 3, 1]),
+              TorchLayerScale((8, 1, 1), 0.5), TorchvisionStochasticDepth(0.5, "row")):
+        with FlopCounterMode(display=False) as counter:
+            m(x)
+        assert counter.get_total_flops() == 0, m
+    for kind, a in ((LayerNorm(), {"normalized_shape": (4,)}), (GroupNorm(), {}),
+                    (Permute(), {"dims": (1, 2, 0)})):
+        assert kind.macs(a, (8, 4, 4), (8, 4, 4)) == 0
+
+
+# -- memory: what autograd keeps ---------------------------------------------------------------
+
+def _saved_bytes(model, x) -> int:
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    storages: dict[int, int] = {}
+
+    def pack(t):
+        s = t.untyped_storage()
+        if s.data_ptr() not in params:
+            storages[s.data_ptr()] = s.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(x)
+    return sum(storages.values())
+
+
+def _predicted(kind, a: dict, x: tuple, batch: int) -> int:
+    """A layer's saved bytes (float32) by its Memory facet, its input requiring grad."""
+    y = kind.output_shape(a, x)
+    m = kind.memory(a, x, y)
+    unit = {"act": 4, "param": 4}
+    saved = 0
+    for which in m.saves:
+        saved += prod(x if which == "input" else y) * 4 * batch
+    for elements, per in m.extra:
+        saved += elements * unit.get(per, per) * batch
+    for elements, per in m.fixed:
+        saved += elements * unit.get(per, per)
+    return saved
+
+
+def _memory_cases(rng: random.Random):
+    for _ in range(12):
+        x = _shape(rng, rng.choice([2, 3, 4]))
+        k = rng.randint(1, len(x))
+        yield LayerNorm(), {"normalized_shape": x[len(x) - k:],
+                            "elementwise_affine": rng.random() < 0.5}, x, \
+            lambda a, x: nn.LayerNorm(a["normalized_shape"],
+                                      elementwise_affine=a["elementwise_affine"])
+        x3 = _shape(rng, 3)
+        yield LayerNorm2d(), {}, x3, lambda a, x: TorchvisionLayerNorm2d(x[0])
+        c = rng.choice([2, 4, 6, 12])
+        g = rng.choice([d for d in (1, 2, 3, 4, 6) if c % d == 0])
+        yield GroupNorm(), {"num_groups": g, "affine": rng.random() < 0.5}, \
+            (c,) + x[1:], lambda a, x: nn.GroupNorm(a["num_groups"], x[0], affine=a["affine"])
+        for kind in INSTANCE:
+            xi = _shape(rng, kind.rank)
+            if prod(xi[1:]) == 1:
+                xi = (xi[0],) + (2,) * (kind.rank - 1)
+            yield kind(), {"affine": rng.random() < 0.5,
+                           "track_running_stats": rng.random() < 0.5}, xi, \
+                (lambda k: lambda a, x: INSTANCE[k](x[0], affine=a["affine"],
+                                                    track_running_stats=a[
+                                                        "track_running_stats"]))(kind)
+        dims = list(range(len(x)))
+        rng.shuffle(dims)
+        yield Permute(), {"dims": tuple(dims)}, x, lambda a, x: TorchPermute(
+            torch_dims(a["dims"]))
+        yield LayerScale(), {"init": 0.1}, x, lambda a, x: TorchLayerScale(a["shape"], 0.1)
+        yield StochasticDepth(), {"p": rng.choice([0.0, 0.2, 1.0]),
+                                  "mode": rng.choice(["row", "batch"])}, x, \
+            lambda a, x: TorchvisionStochasticDepth(a["p"], a["mode"])
+
+
+def test_memory_matches_autograd():
+    rng = random.Random(9)
+    batch = 3
+    n = 0
+    for kind, given, x, make in _memory_cases(rng):
+        out = _apply(kind, given, x)
+        assert out[0] == "ok", (kind.name, given, x, out)
+        a = out[4]
+        model = make(a, x).train()
+        xt = torch.randn(batch, *x, requires_grad=True)
+        real = _saved_bytes(model, xt)
+        assert _predicted(kind, a, x, batch) == real, (kind.name, a, x)
+        n += 1
+    assert n > 100

@@ -169,7 +169,7 @@ def test_layernorm_against_torch():
                  "eps": rng.choice([1e-5, 1e-6]),
                  "elementwise_affine": rng.random() < 0.8, "bias": rng.random() < 0.7}
         ours = _apply(LayerNorm(), given, x)
-        theirs = _torch_verdict(lambda: nn.LayerNorm(**given), x)
+        theirs = _torch_verdict(lambda given=given: nn.LayerNorm(**given), x)
         if k > len(x):
             # over the batch too: PyTorch takes it when the batch size happens to match the
             # first size (2 here), archgen never does
@@ -201,7 +201,8 @@ def test_layernorm2d_against_torchvision():
         if len(x) != 3:
             # torchvision's permute(0, 2, 3, 1) refuses any other rank: the same verdict
             assert ours == ("error", "E405")
-        theirs = _torch_verdict(lambda: TorchvisionLayerNorm2d(x[0], **given), x)
+        theirs = _torch_verdict(
+            lambda x=x, given=given: TorchvisionLayerNorm2d(x[0], **given), x)
         _agree(ours, theirs, (i, x, given))
 
 
@@ -222,7 +223,8 @@ def test_groupnorm_against_torch():
             given["num_channels"] = rng.choice([x[0], x[0] * 2])
         ours = _apply(GroupNorm(), given, x)
         c = given.get("num_channels", x[0])
-        theirs = _torch_verdict(lambda: nn.GroupNorm(g, c, affine=given["affine"]), x)
+        theirs = _torch_verdict(
+            lambda g=g, c=c, given=given: nn.GroupNorm(g, c, affine=given["affine"]), x)
         if c != x[0] and g <= x[0] and x[0] % g == 0:
             # without affine PyTorch never compares num_channels with the input; archgen
             # refuses a wrong one whatever affine says, as batchnorm2d's num_features
@@ -262,7 +264,9 @@ def test_instancenorm_against_torch(kind):
         given = {"affine": rng.random() < 0.5, "track_running_stats": rng.random() < 0.4,
                  "eps": 1e-5}
         ours = _apply(kind(), given, x)
-        make = lambda: INSTANCE[kind](x[0], **given)  # noqa: E731
+        def make(x=x, given=given, kind=kind):
+            return INSTANCE[kind](x[0], **given)
+
         theirs = _torch_verdict(make, x)
         if len(x) == kind.rank - 1 and theirs[0] == "ok":
             # PyTorch reads a tensor one rank lower as one unbatched sample; archgen's inputs
@@ -298,7 +302,7 @@ def test_permute_against_torch():
         elif roll < 0.3:
             dims = dims + [rng.randint(0, r)]
         ours = _apply(Permute(), {"dims": tuple(dims)}, x)
-        theirs = _torch_verdict(lambda: TorchPermute(torch_dims(dims)), x)
+        theirs = _torch_verdict(lambda dims=dims: TorchPermute(torch_dims(dims)), x)
         _agree(ours, theirs, (i, x, dims))
         if ours[0] == "error":
             seen.add(ours[1])
@@ -319,7 +323,8 @@ def test_layer_scale_shape_and_count():
     for _ in range(30):
         x = _shape(rng)
         ours = _apply(LayerScale(), {"init": 1e-6}, x)
-        theirs = _torch_verdict(lambda: TorchLayerScale(ours[4]["shape"], 1e-6), x)
+        theirs = _torch_verdict(
+            lambda ours=ours: TorchLayerScale(ours[4]["shape"], 1e-6), x)
         _agree(ours, theirs, x)
     # torchvision's CNBlock: torch.ones(dim, 1, 1) * layer_scale
     assert _apply(LayerScale(), {"init": 1e-6}, (96, 56, 56))[4]["shape"] == (96, 1, 1)
@@ -333,7 +338,8 @@ def test_stochastic_depth_against_torchvision():
         mode = rng.choice(["row", "batch", "col"])
         ours = _apply(StochasticDepth(), {"p": p, "mode": mode}, x)
         # torchvision checks p and mode in forward, in training mode too
-        theirs = _torch_verdict(lambda: TorchvisionStochasticDepth(p, mode), x, train=True)
+        theirs = _torch_verdict(
+            lambda p=p, mode=mode: TorchvisionStochasticDepth(p, mode), x, train=True)
         _agree(ours, theirs, (i, x, p, mode))
         if ours[0] == "ok":
             assert ours[3] == (["W502"] if p >= 0.9 else [])
@@ -407,9 +413,8 @@ def _memory_cases(rng: random.Random):
                 xi = (xi[0],) + (2,) * (kind.rank - 1)
             yield kind(), {"affine": rng.random() < 0.5,
                            "track_running_stats": rng.random() < 0.5}, xi, \
-                (lambda k: lambda a, x: INSTANCE[k](x[0], affine=a["affine"],
-                                                    track_running_stats=a[
-                                                        "track_running_stats"]))(kind)
+                lambda a, x, kind=kind: INSTANCE[kind](
+                    x[0], affine=a["affine"], track_running_stats=a["track_running_stats"])
         dims = list(range(len(x)))
         rng.shuffle(dims)
         yield Permute(), {"dims": tuple(dims)}, x, lambda a, x: TorchPermute(

@@ -16,7 +16,7 @@ from .base import LayerError, LayerKind, Memory, P, Shape, Warn, positive
 def _channel_axis(kind: str, x: Shape, least: int) -> None:
     if len(x) < least:
         what = "[C, L], [C, H, W] or [C, D, H, W]" if least == 2 else "[C, ...] or [F]"
-        raise LayerError("E405", f"{kind} needs an input with channels and at least one "
+        raise LayerError("E405", f"needs an input with channels and at least one "
                          f"spatial axis ({what}); received {list(x)}",
                          helps=[f"move {kind} before flatten()"])
 
@@ -51,8 +51,8 @@ class ChannelShuffle(LayerKind):
     def warnings(self, a: dict, x: Shape, y: Shape) -> list[Warn]:
         c, g = x[0], a["groups"]
         if g == 1 or g == c:
-            return [Warn("W508", f"channel_shuffle({g}) on {c} channels leaves every channel "
-                         f"where it is", arg="groups",
+            return [Warn("W508", f"groups={g} on {c} channels leaves every channel where "
+                         f"it is", arg="groups",
                          notes=["C channels in g groups of C / g are interleaved; with g = 1 "
                                 "or g = C the order does not change"],
                          helps=["ShuffleNet shuffles the concatenation of its two branches "
@@ -93,8 +93,8 @@ class ChannelSlice(LayerKind):
 
     def warnings(self, a: dict, x: Shape, y: Shape) -> list[Warn]:
         if a["start"] == 0 and a["stop"] == x[0]:
-            return [Warn("W509", f"channel_slice({a['start']}, {a['stop']}) keeps all "
-                         f"{x[0]} channels", arg="stop",
+            return [Warn("W509", f"start={a['start']}, stop={a['stop']} keeps all {x[0]} "
+                         f"channels: the layer does nothing", arg="stop",
                          helps=["remove it, or slice part of the channels (ShuffleNetV2: "
                                 "channel_slice(0, in_channels // 2))"])]
         return []

@@ -84,6 +84,13 @@ purpose, quote it: `"ad":`.
     concta:                     # a typo: would be a sequence named concta
     concat:
 """),
+    "E209": ("unknown function", """
+An expression may call max() and min() of two or more numbers (as torchvision's
+_make_divisible does); no other function exists in the language.
+
+    conv2d(mx(8, c // 4), 1)    # a typo
+    conv2d(max(8, c // 4), 1)
+"""),
     "E300": ("bad argument", """
 An argument has the wrong type, is missing or is given twice. Positional arguments follow
 PyTorch's order, with the inferred in_channels / in_features / num_features left out (E307
@@ -100,8 +107,8 @@ an unknown padding mode, output_padding >= stride, flatten over the batch dimens
     dropout(0.5)
 """),
     "E302": ("arithmetic error", """
-Block arguments may use integer arithmetic (+, -, *, //, %, parentheses). Division by zero
-fails, and / must divide exactly (use // for floor division).
+Block arguments may use integer arithmetic (+, -, *, //, %, parentheses, max(), min()).
+Division by zero fails, and / must divide exactly (use // for floor division).
 
     conv2d(out / 3, 1)          # 64 / 3 is not whole
     conv2d(out // 3, 1)

@@ -69,6 +69,16 @@ class UnaryOp(Expr):
 
 
 @record
+class FuncCall(Expr):
+    """`max(a, b, ...)` or `min(...)` in an expression; `items` are its arguments (the
+    checker refuses other functions, E209)."""
+
+    func: str
+    items: list[Expr]
+    func_span: Span | None = None
+
+
+@record
 class Arg:
     name: str | None  # None for positional
     value: Expr
@@ -411,6 +421,8 @@ class _LineParser:
             return Str(tok.span(self.file), tok.text[1:-1])
         if tok.kind == "name" and tok.text not in ("and", "or", "not"):
             self.next()
+            if self.at("("):  # max(a, b): a function of values
+                return self._func(tok)
             return Word(tok.span(self.file), tok.text)
         if tok.kind == "op" and tok.text in ("(", "["):
             close = ")" if tok.text == "(" else "]"
@@ -434,6 +446,29 @@ class _LineParser:
         raise self.error(tok, "expected a value but found {got}",
                          ["values are integers, floats, true/false, words such as same or "
                           "reflect, and tuples such as (3, 5)"])
+
+    def _func(self, name: Tok) -> Expr:
+        """`name(value, ...)`: positional values only (max and min take no keywords)."""
+        self.next()
+        items: list[Expr] = []
+        while not self.at(")"):
+            if len(items) == MAX_ARGS:
+                raise ParseError(Diagnostic(
+                    "error", "E305", f"more than {MAX_ARGS} arguments in one call, archgen's "
+                    f"limit", self.peek().span(self.file)))
+            if self.peek().kind == "name" and self.peek(1).kind == "op" and \
+                    self.peek(1).text == "=":
+                raise self.error(self.peek(), f"{name.text}() takes values, not named "
+                                 f"arguments: found {{got}}=",
+                                 [f"write {name.text}(a, b)"])
+            items.append(self._nested(name, self.expr))
+            if self.at(","):
+                self.next()
+            elif not self.at(")"):
+                raise self.error(self.peek(), "expected ',' or ')' but found {got}")
+        end = self.next()
+        span = Span(self.file, name.line, name.col, end.col + 1)
+        return self._node(name, FuncCall(span, name.text, items, name.span(self.file)), *items)
 
     # calls -----------------------------------------------------------------------------------
     def args(self, close: str = ")") -> list[Arg]:

@@ -180,3 +180,43 @@ def test_an_input_line_lost_to_a_reading_error_is_not_also_missing():
     """A number too large on the input line is E303 there, not also E408 'no input line'."""
     arch = archgen.parse("network N\ninput [3, 99999999999999999999, 8]\nconv2d(8, 3)\n")
     assert [(d.code, d.span.line) for d in arch.errors] == [("E303", 2)]
+
+
+def _random_int_expr(rng, depth: int) -> str:
+    """An integer expression of numbers, + - * //, max() and min() (Python reads it alike)."""
+    if depth == 0 or rng.random() < 0.25:
+        return str(rng.randint(-20, 40))
+    pick = rng.random()
+    if pick < 0.5:
+        func = rng.choice(["max", "min"])
+        items = [_random_int_expr(rng, depth - 1) for _ in range(rng.randint(2, 4))]
+        return f"{func}({', '.join(items)})"
+    op = rng.choice(["+", "-", "*"])
+    return f"({_random_int_expr(rng, depth - 1)} {op} {_random_int_expr(rng, depth - 1)})"
+
+
+def test_max_and_min_evaluate_as_python_does():
+    """Python is the oracle: each random expression's value, by the branch an if takes and by
+    the channels of a conv whose out_channels it sets (clamped positive by the spec itself)."""
+    import random
+    rng = random.Random(10)
+    for _ in range(200):
+        text = _random_int_expr(rng, 3)
+        expected = eval(text)  # the test's own arithmetic: Python as the oracle
+        n = net(f"input [3, 8, 8]\nblock b(v={text}):\n    if v == {expected}:\n"
+                f"        conv2d(max(1, min(v, 64)), 1)\n    else:\n        relu()\nb()\n")
+        [layer] = n.layers()
+        assert layer.op == "conv2d", text
+        assert layer.out_shape[0] == max(1, min(expected, 64)), text
+
+
+def test_max_and_min_errors_are_located():
+    assert codes("input [3, 8, 8]\nconv2d(mx(8, 4), 1)\n") == [("E209", 2, 8)]
+    assert codes("input [3, 8, 8]\nconv2d(max(8), 1)\n") == [("E300", 2, 8)]
+    assert codes("input [3, 8, 8]\nconv2d(max(8, true), 1)\n") == [("E300", 2, 15)]
+    assert codes("input [3, 8, 8]\nconv2d(max(8, (1, 2)), 1)\n") == [("E300", 2, 15)]
+    assert codes("input [3, 8, 8]\nconv2d(max(8, c), 1)\n") == [("E202", 2, 15)]
+    assert codes("input [3, 8, 8]\nconv2d(max(a=8, b=2), 1)\n") == [("E100", 2, 12)]
+    # in_channels // 4 with max: torchvision's _make_divisible(in_channels // 4, 8)
+    n = net("input [12, 8, 8]\nconv2d(max(8, in_channels // 4 + 4 // 2 * 2), 1)\n")
+    assert next(n.layers()).out_shape[0] == 8

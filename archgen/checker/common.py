@@ -163,6 +163,8 @@ def _text(e: ast.Expr) -> str:
         return f"{e.op}{' ' if e.op == 'not' else ''}{_text(e.operand)}"
     if isinstance(e, ast.BinOp):
         return f"{_text(e.left)} {e.op} {_text(e.right)}"
+    if isinstance(e, ast.FuncCall):
+        return f"{e.func}(" + ", ".join(_text(i) for i in e.items) + ")"
     return "?"
 
 

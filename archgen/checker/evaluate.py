@@ -69,6 +69,8 @@ class Evaluator:
             return word
         if isinstance(e, ast.TupleExpr):
             return tuple(self._eval(i, scope) for i in e.items)
+        if isinstance(e, ast.FuncCall):
+            return self._function(e, scope)
         if isinstance(e, ast.UnaryOp):
             v = self._eval(e.operand, scope)
             if e.op == "not":
@@ -108,6 +110,26 @@ class Evaluator:
                     "%": lambda: left % right}[e.op]()
         raise AssertionError(type(e))
 
+    def _function(self, e: ast.FuncCall, scope: _Scope) -> Any:
+        """max(a, b, ...) and min(...) of numbers, as Python's (`_make_divisible`)."""
+        if e.func not in _FUNCTIONS:
+            hint = did_you_mean(e.func, list(_FUNCTIONS))
+            raise _EvalError("E209", f"unknown function '{e.func}' in an expression",
+                             e.func_span or e.span,
+                             [hint or "the functions in expressions are max() and min()"])
+        if len(e.items) < 2:
+            raise _EvalError("E300", f"{e.func}() needs at least two values, received "
+                             f"{len(e.items)}", e.span,
+                             [f"write {e.func}(a, b), e.g. {e.func}(8, channels // 4)"])
+        values = [self._eval(i, scope) for i in e.items]
+        for v, i in zip(values, e.items):
+            if isinstance(v, bool) or isinstance(v, (str, tuple, type(None))) and \
+                    not isinstance(v, _Word):
+                raise _EvalError("E300", f"{e.func}() compares numbers, received "
+                                 f"{describe(v)}", i.span)
+            self._need_number(v, i, scope)
+        return _FUNCTIONS[e.func](values)
+
     def _need_number(self, v: Any, e: ast.Expr, scope: _Scope) -> None:
         if isinstance(v, symbolic.Sym):
             raise symbolic.SymbolicBranch(f"{_text(e)} is the symbolic size {v}; arithmetic "
@@ -138,3 +160,6 @@ class Evaluator:
             return self._eval(e, scope)
         except (_EvalError, _Unknown):
             return None
+
+
+_FUNCTIONS = {"max": max, "min": min}  # the functions an expression may call

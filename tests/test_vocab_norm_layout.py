@@ -237,7 +237,7 @@ def test_groupnorm_against_torch():
 
 
 def test_groupnorm_divisibility_points_at_num_groups():
-    err = GroupNorm().check_input({"given_channels": None, "num_channels": 96,
+    err = GroupNorm().check_input({"num_channels": None, "channels": 96,
                                    "num_groups": 7}, (96, 4, 4))[0]
     assert (err.code, err.arg) == ("E431", "num_groups")
     assert err.message == "num_channels (96) must be divisible by num_groups (7)"

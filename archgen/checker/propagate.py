@@ -42,7 +42,7 @@ class Propagator:
             return None
         key = _call_key(call, kind, scope, flow.shape)
         hit = self._layer_cache.get(key) if key is not None else None
-        if hit is None or (call.name is not None and check_name(call.name, kind="layer")):
+        if hit is None or (call.name is not None and check_name(call.name, kind="module")):
             return None
         self._count_layer(call)
         args, y, params, macs = hit
@@ -237,6 +237,7 @@ class Propagator:
         call_args = self._pytorch_reading(call, kind, scope, flow)
         if call_args is None:
             return unknown
+        call_args = _variadic(kind, call_args)
         bound, failed, lost = self._bind(call_args, [p.name for p in kind.positional],
                                          list(schema), scope, f"{kind.name}()",
                                          getattr(call, "overrides", set()), kind)
@@ -408,3 +409,17 @@ def _add_fix(a: Shape, b: Shape) -> str:
         return ("the spatial sizes differ: give the shortcut the same stride "
                 "(conv2d(..., 1, stride=2)) or pad the main branch")
     return "make every branch produce the same shape"
+
+
+def _variadic(kind: LayerKind, args: list[ast.Arg]) -> list[ast.Arg]:
+    """The positional values of a variadic kind as one tuple, as Tensor.permute(*dims) takes
+    them: permute(1, 2, 0) is permute((1, 2, 0))."""
+    name = getattr(kind, "variadic", None)
+    pos = [a for a in args if a.name is None]
+    if name is None or len(pos) < 2:
+        return args
+    first, last = pos[0].span, pos[-1].span
+    span = Span(first.file, first.line, first.column,
+                last.end_column if last.line == first.line else first.end_column)
+    packed = ast.Arg(None, ast.TupleExpr(span, [a.value for a in pos]), span)
+    return [packed] + [a for a in args if a.name is not None]

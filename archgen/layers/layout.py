@@ -35,8 +35,8 @@ class Permute(LayerKind):
 
     def warnings(self, a: dict, x: Shape, y: Shape) -> list[Warn]:
         if list(a["dims"]) == list(range(len(x))):
-            return [Warn("W507", f"permute{tuple(a['dims'])} keeps every dimension where it "
-                         f"is: the layer does nothing", arg="dims",
+            return [Warn("W507", f"dims {tuple(a['dims'])} keep every dimension where it is: "
+                         f"the layer does nothing", arg="dims",
                          notes=["dims leave the batch out: permute(1, 2, 0) turns [C, H, W] "
                                 "into [H, W, C]"],
                          helps=["remove it, or give the order the dimensions should take"])]
@@ -58,13 +58,12 @@ def permutation(dims: tuple[int, ...], rank: int) -> tuple[int, ...]:
     shown = ", ".join(map(str, dims))
     if len(dims) == rank + 1 and sorted(dims) == list(range(rank + 1)) and dims[0] == 0:
         fixed = ", ".join(str(d - 1) for d in dims[1:])
-        raise LayerError("E433", f"permute({shown}) has {rank + 1} dims for an input of rank "
-                         f"{rank}: dims leave the batch dimension out", arg="dims",
+        raise LayerError("E433", f"dims ({shown}) are {rank + 1} for an input of rank {rank}: dims "
+                         f"leave the batch dimension out", arg="dims",
                          helps=[f"write permute({fixed}): it is x.permute({shown})"])
     if len(dims) != rank:
-        raise LayerError("E433", f"permute({shown}) gives {len(dims)} dims for an input of "
-                         f"rank {rank} (batch excluded): dims must name each of "
-                         f"0..{rank - 1} once", arg="dims")
+        raise LayerError("E433", f"dims ({shown}) are {len(dims)} for an input of rank {rank} "
+                         f"(batch excluded): they must name each of 0..{rank - 1} once", arg="dims")
     out = []
     for d in dims:
         if not -rank <= d < rank:
@@ -74,8 +73,8 @@ def permutation(dims: tuple[int, ...], rank: int) -> tuple[int, ...]:
         out.append(d % rank)
     if len(set(out)) != rank:
         twice = next(d for d in out if out.count(d) > 1)
-        raise LayerError("E433", f"permute({shown}): duplicate dims are not allowed "
-                         f"(dimension {twice} appears twice)", arg="dims",
+        raise LayerError("E433", f"duplicate dims are not allowed: dimension {twice} appears "
+                         f"twice in ({shown})", arg="dims",
                          helps=[f"dims must be an ordering of 0..{rank - 1}"])
     return tuple(out)
 

@@ -131,11 +131,10 @@ class GroupNorm(LayerKind):
             raise _indivisible(c, g, "num_groups")
 
     def normalise(self, a: dict, x: Shape) -> None:
-        a["given_channels"] = a["num_channels"]
-        a["num_channels"] = x[0]
+        a["channels"] = x[0]  # num_channels stays as written (None: inferred)
 
     def check_input(self, a: dict, x: Shape) -> list[LayerError]:
-        given, c, g = a["given_channels"], a["num_channels"], a["num_groups"]
+        given, c, g = a["num_channels"], a["channels"], a["num_groups"]
         if given is not None and given != c:
             return [LayerError(
                 "E400", f"num_channels={given} but the input has {c} channels",
@@ -147,7 +146,7 @@ class GroupNorm(LayerKind):
         return []
 
     def param_count(self, a: dict) -> int:
-        return 2 * a["num_channels"] if a["affine"] else 0
+        return 2 * a["channels"] if a["affine"] else 0
 
     def memory(self, a: dict, x: Shape, y: Shape) -> Memory:
         return Memory(saves=("input",), extra=((2 * a["num_groups"], _STAT),))

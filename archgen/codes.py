@@ -91,6 +91,14 @@ _make_divisible does); no other function exists in the language.
     conv2d(mx(8, c // 4), 1)    # a typo
     conv2d(max(8, c // 4), 1)
 """),
+    "E210": ("a named repeat's call has a name of its own", """
+`repeat N as NAME{k}` names its copies NAME{k}, NAME{k+1}, ... (the number in braces is the
+first copy's), as torchvision's DenseNet names denselayer1..denselayer6 and RegNet block1-0..;
+its call cannot carry another name.
+
+    repeat 6 as denselayer{1}: layer = dense_layer(32)
+    repeat 6 as denselayer{1}: dense_layer(32)
+"""),
     "E300": ("bad argument", """
 An argument has the wrong type, is missing or is given twice. Positional arguments follow
 PyTorch's order, with the inferred in_channels / in_features / num_features left out (E307

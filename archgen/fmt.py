@@ -23,6 +23,7 @@ import re
 
 from .diagnostics import Diagnostic, split_lines
 from .record import record
+from .syntax import Tok, join_names
 
 INDENT = "    "
 
@@ -34,7 +35,7 @@ _TOKEN = re.compile(
   | (?P<num>\d+\.\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+|\d+)
   | (?P<name>[A-Za-z_][A-Za-z_0-9]*)
   | (?P<str>"[^"\n]*"|'[^'\n]*')
-  | (?P<op>//|==|!=|<=|>=|[-+*/%()\[\],=:<>])
+  | (?P<op>//|==|!=|<=|>=|[-+*/%()\[\],=:<>{}])
     """,
     re.VERBOSE,
 )
@@ -78,11 +79,12 @@ def _scan(text: str, number: int) -> _Line:
         if m.lastgroup == "comment":
             comment = m.group().rstrip()
         elif m.lastgroup != "ws":
-            tokens.append((m.lastgroup, m.group()))
+            tokens.append(Tok(m.lastgroup, m.group(), number, m.start() + 1))
         pos = m.end()
     if pos < len(text):
         raise FormatError(f"line {number}: cannot re-scan {text[pos]!r}")
-    return _Line(number, column, tokens, comment)
+    # block1-0 and denselayer{1} are one name where the parser reads them as one
+    return _Line(number, column, [(t.kind, t.text) for t in join_names(tokens)], comment)
 
 
 # ---------------------------------------------------------------------------------------------

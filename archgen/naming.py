@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import builtins
 import keyword
+import re
+
 from .diagnostics import Span
 from .ir import Layer, Merge, Network, Node, Seq
 from .record import factory, record
@@ -37,8 +39,20 @@ RESERVED_GLOBALS = frozenset({"torch", "nn", "F", "math", "typing", "Tensor", "O
                               "Add", "Concat", "SamePad2d", "Conv2dSame", "self", "x"})
 
 
+_DASHED = re.compile(r"[A-Za-z][A-Za-z_0-9]*(?:-[A-Za-z_0-9]+)+")
+
+
 def check_name(name: str, *, kind: str) -> str | None:
-    """Why `name` cannot become a Python identifier in generated code, or None."""
+    """Why `name` cannot become a Python identifier in generated code, or None. A "module"
+    name (a layer's, group's or block instance's) may also hold '-' between identifier parts
+    (`block1-0`, as torchvision's RegNet names its blocks): it is then a state_dict key and an
+    ONNX name as written, and generated code writes it only as a quoted string."""
+    if kind == "module":
+        if "-" in name:
+            if not _DASHED.fullmatch(name):
+                return "is not an identifier, or identifier parts joined by '-' (block1-0)"
+            return "is longer than 64 characters" if len(name) > 64 else None
+        kind = "layer"
     if not name.isidentifier() or not name.isascii():
         return "is not a plain identifier"
     if keyword.iskeyword(name) or keyword.issoftkeyword(name):

@@ -121,6 +121,9 @@ class Repeat(Stmt):
     count: Expr
     body: list[Stmt]
     first: list[Arg] = factory(list)
+    # `as denselayer{1}`: the copies' names, (prefix, first number, suffix)
+    names: tuple[str, int, str] | None = None
+    names_span: Span | None = None
 
 
 @record
@@ -172,10 +175,14 @@ _TOKEN = re.compile(
   | (?P<int>\d+)
   | (?P<name>[A-Za-z_][A-Za-z_0-9]*)
   | (?P<str>"[^"\n]*"|'[^'\n]*')
-  | (?P<op>//|==|!=|<=|>=|[-+*/%()\[\],=:<>])
+  | (?P<op>//|==|!=|<=|>=|[-+*/%()\[\],=:<>{}])
     """,
     re.VERBOSE,
 )
+# A module name with '-' between its parts (regnet's block1-0), and the name of a repeat's
+# copies with the first copy's number in braces (densenet's denselayer{1}).
+DASHED_NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*(?:-[A-Za-z_0-9]+)+")
+NAME_TEMPLATE = re.compile(r"([A-Za-z_][A-Za-z_0-9-]*)\{(\d{1,9})\}([A-Za-z_0-9-]*)")
 
 
 @record
@@ -253,8 +260,53 @@ def _tokenize(source: str, file: str) -> tuple[list[Line], list[Diagnostic]]:
                        "strings are quoted with \" or '"]))
             bad = True
         if not bad and tokens:
-            lines.append(Line(len(lead), tokens, number))
+            lines.append(Line(len(lead), join_names(tokens), number))
     return lines, diags
+
+
+def join_names(tokens: list) -> list:
+    """The tokens with each module name written with '-' (`block1-0`) or a copy number in
+    braces (`denselayer{1}`) as one name token, where the grammar has a module name: at the
+    head of a statement before '=' or ':', after `from`, after `output` and its commas, and
+    after a repeat's `as`. Elsewhere `c-1` stays a subtraction. Works on any tokens with
+    kind, text and col (fmt re-scans with its own)."""
+    def run(i: int, braces: bool) -> int:
+        """The end of the run of adjacent name parts from i."""
+        j = i + 1
+        while j < len(tokens):
+            t, prev = tokens[j], tokens[j - 1]
+            if t.col != prev.col + len(prev.text):
+                break
+            if not (t.kind in ("name", "int", "num") or t.text == "-" or
+                    braces and t.text in ("{", "}")):
+                break
+            j += 1
+        return j
+
+    def join(i: int, braces: bool, before: tuple[str, ...] = ()) -> None:
+        if i >= len(tokens) or tokens[i].kind != "name":
+            return
+        end = run(i, braces)
+        if end - i < 2 or (before and (end >= len(tokens) or tokens[end].text not in before)):
+            return
+        text = "".join(t.text for t in tokens[i:end])
+        if (NAME_TEMPLATE if braces else DASHED_NAME).fullmatch(text):
+            tokens[i:end] = [type(tokens[i])("name", text, tokens[i].line, tokens[i].col)]
+
+    if not tokens or tokens[0].kind != "name":
+        return tokens
+    head = tokens[0].text
+    if head in ("from", "output") and len(tokens) > 1:
+        for i in range(len(tokens) - 1, 0, -1):
+            if i == 1 or (head == "output" and tokens[i - 1].text == ","):
+                join(i, False)
+    elif head == "repeat":
+        for i in range(len(tokens) - 1, 0, -1):
+            if tokens[i - 1].kind == "name" and tokens[i - 1].text == "as":
+                join(i, True)
+    else:
+        join(0, False, ("=", ":"))
+    return tokens
 
 
 # ---------------------------------------------------------------------------------------------
@@ -639,6 +691,19 @@ class Parser:
         if word == "repeat" and not (lp.peek(1).kind == "op" and lp.peek(1).text in ("(", "=")):
             lp.next()
             count = lp.expr()
+            names, names_span = None, None
+            if lp.at("as"):
+                lp.next()
+                tok = lp.peek()
+                found = NAME_TEMPLATE.fullmatch(tok.text) if tok.kind == "name" else None
+                if found is None:
+                    raise lp.error(tok, "expected the copies' name with the first copy's "
+                                   "number in braces, such as denselayer{{1}}, but found {got}",
+                                   ["write repeat 6 as denselayer{1}: dense_layer(32): the "
+                                    "copies are denselayer1 to denselayer6"])
+                lp.next()
+                names = (found.group(1), int(found.group(2)), found.group(3))
+                names_span = tok.span(self.file)
             first_args: list[Arg] = []
             if lp.at("first"):
                 lp.next()
@@ -649,7 +714,7 @@ class Parser:
                 body = [self._call(lp, lp.peek(), line)]
             else:
                 body = self._body(line, lp)
-            return Repeat(span_all, count, body, first_args)
+            return Repeat(span_all, count, body, first_args, names, names_span)
         if word in ("add", "concat") and lp.peek(1).kind == "op" and lp.peek(1).text == ":":
             lp.next()
             lp.next()

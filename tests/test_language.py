@@ -220,3 +220,57 @@ def test_max_and_min_errors_are_located():
     # in_channels // 4 with max: torchvision's _make_divisible(in_channels // 4, 8)
     n = net("input [12, 8, 8]\nconv2d(max(8, in_channels // 4 + 4 // 2 * 2), 1)\n")
     assert next(n.layers()).out_shape[0] == 8
+
+
+def test_named_repeat_copies_and_dashed_names_give_the_paths_written():
+    n = net("""
+input [16, 8, 8]
+block dense_layer(g):
+    conv2d(g, 3, padding=1)
+features:
+    repeat 3 as denselayer{1}: dense_layer(16)
+trunk_output:
+    block1:
+        repeat 2 as block1-{0}: dense_layer(16)
+    repeat 2 as stage{7}x:
+        conv2d(16, 1)
+        relu()
+    block2-a = conv2d(16, 1)
+    b-2:
+        relu()
+concat:
+    repeat 2 as branch{1}: dense_layer(4)
+""")
+    assert [layer.path for layer in n.layers()] == [
+        "features.denselayer1.0", "features.denselayer2.0", "features.denselayer3.0",
+        "trunk_output.block1.block1-0.0", "trunk_output.block1.block1-1.0",
+        "trunk_output.stage7x.0", "trunk_output.stage7x.1", "trunk_output.stage8x.0",
+        "trunk_output.stage8x.1", "trunk_output.block2-a", "trunk_output.b-2.0",
+        "branch1.0", "branch2.0"]
+    # first(...) still overrides the first copy's arguments
+    n = net("input [4, 8, 8]\nrepeat 2 as c{1} first(stride=2): conv2d(4, 3, padding=1)\n")
+    assert [(layer.path, layer.out_shape) for layer in n.layers()] == [
+        ("c1", (4, 4, 4)), ("c2", (4, 4, 4))]
+
+
+def test_dashes_are_names_only_where_a_module_name_stands():
+    # in expressions, a - b is a subtraction however it is spaced
+    n = net("input [4, 8, 8]\nblock b(a, c):\n    conv2d(a-c, 1)\nb-1 = b(9, 1)\n")
+    assert [layer.out_shape[0] for layer in n.layers()] == [8]
+    assert [layer.path for layer in n.layers()] == ["b-1.0"]
+    assert codes("input [4, 8, 8]\nrepeat 2 as conv: relu()\n")[0][:2] == ("E100", 2)
+    assert codes("input [4, 8, 8]\nrepeat 2 as x{1}: y = relu()\n") == [("E210", 2, 19)]
+    # copies that collide with another name in the module
+    assert codes("input [4, 8, 8]\nrepeat 2 as x{1}: relu()\nx2 = relu()\nx1 = relu()\n") == [
+        ("E203", 3, 1), ("E203", 4, 1)]
+    # names PyTorch could not take as they are: E204
+    assert codes("input [4, 8, 8]\n_a-b = relu()\n")[0][0] in ("E100", "E204")
+    assert codes("input [4, 8, 8]\nrepeat 2 as _x-{1}: relu()\n")[0][0] == "E204"
+
+
+def test_fmt_keeps_dashed_names_and_copy_names_together():
+    from archgen.fmt import format_source
+    text = "input [3,8,8]\nrepeat 2 as  x{1} :  conv2d( 3,1)\na-b=conv2d(3 ,1)\nc-d :\n" \
+        "    conv2d(3-1, 1)\n"
+    assert format_source(text) == ("input [3, 8, 8]\nrepeat 2 as x{1}: conv2d(3, 1)\n"
+                                   "a-b = conv2d(3, 1)\n\nc-d:\n    conv2d(3 - 1, 1)\n")

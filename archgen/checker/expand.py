@@ -151,7 +151,7 @@ class Expander:
             raise AssertionError(type(stmt))
 
     def _check_group_name(self, stmt: ast.Group) -> None:
-        problem = stmt.name and check_name(stmt.name, kind="layer")
+        problem = stmt.name and check_name(stmt.name, kind="module")
         if problem:
             self.error("E204", f"name {stmt.name!r} {problem}", stmt.span,
                        helps=["use a lower-case identifier such as stem or layer1"])
@@ -202,14 +202,37 @@ class Expander:
                        "repeat has a body of several statements", stmt.span,
                        helps=["write repeat 3 first(stride=2): block(64)"])
             return
+        named = stmt.names is not None and self._names_copies(stmt)
         for i in range(n):  # each copy is counted as its statements are checked
+            if named and (len(stmt.body) > 1 or not isinstance(stmt.body[0], ast.Call)):
+                # `repeat 2 as stage{1}:` over several statements: each copy a named group
+                yield i, ast.Group(stmt.span, _copy_name(stmt, i), stmt.body)
+                continue
             for s in stmt.body:
                 if i == 0 and stmt.first:
                     s = ast.Call(s.span, s.func, s.args + [
                         ast.Arg(a.name, a.value, a.span, a.name_span) for a in stmt.first],
                         s.name, s.func_span, s.name_span)
                     s.overrides = {a.name for a in stmt.first}
+                if named:  # densenet's denselayer1, denselayer2, ...
+                    overrides = getattr(s, "overrides", None)
+                    s = ast.Call(s.span, s.func, s.args, _copy_name(stmt, i), s.func_span,
+                                 stmt.names_span)
+                    if overrides is not None:
+                        s.overrides = overrides
                 yield i, s
+
+    def _names_copies(self, stmt: ast.Repeat) -> bool:
+        """Whether `repeat N as NAME{k}` can name its copies: not when its one call already
+        has a name of its own (E210)."""
+        call = stmt.body[0]
+        if len(stmt.body) == 1 and isinstance(call, ast.Call) and call.name is not None:
+            self.error("E210", f"this repeat names its copies ({_copy_name(stmt, 0)}, ...), "
+                       f"and its call is named '{call.name}' too", call.name_span or call.span,
+                       helps=[f"drop '{call.name} =': the copies are named by "
+                              f"`as {stmt.names[0]}{{{stmt.names[1]}}}{stmt.names[2]}`"])
+            return False
+        return True
 
     def _branch_stmts(self, stmts: list[ast.Stmt], scope: _Scope):
         """The branches of a merge, each copy of a repeat one branch; yielded one at a time
@@ -237,7 +260,7 @@ class Expander:
     # -- calls ---------------------------------------------------------------------------------
     def call(self, call: ast.Call, scope: _Scope, flow: _Flow) -> tuple[Node | None, _Flow]:
         if call.name is not None:
-            problem = check_name(call.name, kind="layer")
+            problem = check_name(call.name, kind="module")
             if problem:
                 self.error("E204", f"layer name {call.name!r} {problem}", call.name_span,
                            helps=["use a lower-case identifier such as conv1"])
@@ -388,3 +411,9 @@ class Expander:
         return Seq(span, flow_in.shape, flow_out.shape, flow_out.rf,
                    params=sum(n.params for n in items), macs=sum(n.macs for n in items),
                    name=name, items=items, label=label, block=block, module=module)
+
+
+def _copy_name(stmt: ast.Repeat, i: int) -> str:
+    """The name of copy i of `repeat N as NAME{k}`: prefix, k + i, suffix."""
+    prefix, first, suffix = stmt.names
+    return f"{prefix}{first + i}{suffix}"

@@ -45,6 +45,11 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.cnn"))
 # full-size ImageNet models: parity at batch 1 only, to keep this file within a few minutes
 BIG = {"vgg16", "vgg16_bn", "alexnet", "resnet50", "densenet121"}
+# issue 10's zoo (tests/test_zoo.py), at batch 1 as well; through ~100 layers float32 rounding
+# alone moves PyTorch 3.5e-5 from float64 on inception_v3, so the two may differ by more
+ZOO = {"googlenet", "inception_v3", "efficientnet_b0", "mobilenet_v3_small", "convnext_tiny",
+       "shufflenet_v2_x1_0", "regnet_y_400mf", "r3d_18"}
+BIG |= ZOO
 HAVE_EMIT_TORCH = importlib.util.find_spec("archgen.emit_torch") is not None
 
 
@@ -108,7 +113,8 @@ def test_example_exports_and_matches_pytorch(path):
     report = parity.run_parity(net, batch=1 if big else 3)  # the default tolerances
     assert report.output_shape == list(net.output_shape)
     assert report.ok, report.to_text()
-    assert report.max_rel <= 3e-5, report.to_text()  # float32 rounding, well inside rtol
+    # float32 rounding, well inside rtol
+    assert report.max_rel <= (6e-5 if path.stem in ZOO else 3e-5), report.to_text()
     if not big:
         assert_batches_agree(net, (1, 2, 5), scale_tolerance)
 

@@ -16,11 +16,10 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
+from zoo_weights import deterministic_input, deterministic_state
 
-torch = pytest.importorskip("torch")
-
-import archgen  # noqa: E402
-from zoo_weights import deterministic_input, deterministic_state  # noqa: E402
+import archgen
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

@@ -261,15 +261,6 @@ STRUCTURE_FILES = {"resnet18": "resnet18.cnn", "squeezenet1_1": "squeezenet1_1.c
                    "mobilenet_v2": "mobilenet_v2.cnn", "densenet121": "densenet121.cnn"}
 
 
-def _torchvision_path(model: str, path: str) -> str:
-    """torchvision's path as the spec spells it. The one difference: torchvision's _DenseBlock
-    names its layers denselayer1..N, while `repeat` numbers its copies 0..N-1 (the language has
-    no way to name the copies of a repeat)."""
-    if model == "densenet121":
-        return re.sub(r"\bdenselayer(\d+)\b", lambda m: str(int(m.group(1)) - 1), path)
-    return path
-
-
 def test_the_structure_fixture_was_read():
     assert set(STRUCTURE) == set(STRUCTURE_FILES)
     assert STRUCTURE["resnet18"]["layer2.0.downsample.0"][0] == "Conv2d"
@@ -280,7 +271,7 @@ def test_the_structure_fixture_was_read():
 def test_module_tree_mirrors_torchvision(model):
     net = _load(EXAMPLES / STRUCTURE_FILES[model]).network
     ours = {layer.path: layer for layer in net.layers()}
-    theirs = {_torchvision_path(model, p): v for p, v in STRUCTURE[model].items()}
+    theirs = STRUCTURE[model]  # the spec's paths are torchvision's, denselayer1.. included
     problems = []
     for path, (cls, pos, kw) in theirs.items():
         layer = ours.get(path)

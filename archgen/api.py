@@ -89,10 +89,13 @@ class Architecture:
             return render_summary(self.network, collapse=collapse, batch=self.batch,
                                   dtype=self.dtype)
 
-    def to_json(self) -> dict:
+    def to_json(self, *, lazy: bool = False) -> dict:
+        """The document of `check --format json`. `lazy`: its "layers" and "blocks" are
+        report.Lazy lists, made record by record as report.write_json writes them."""
         from .report import network_json
         with _gc_paused():
-            doc = network_json(self._checked, self.file, batch=self.batch, dtype=self.dtype)
+            doc = network_json(self._checked, self.file, batch=self.batch, dtype=self.dtype,
+                               lazy=lazy)
         doc["diagnostics"] = [d.to_json() for d in self.check()]  # suppressions applied
         if doc["ok"] and not self.ok:  # a bad suppression comment (E206)
             doc.update(ok=False, output_shape=None, total_params=None, total_macs=None,

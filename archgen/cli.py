@@ -284,6 +284,10 @@ def _with_input(arch: Architecture) -> Architecture:
     return arch
 
 
+def _echo_raw(text: str) -> None:
+    click.echo(text, nl=False)
+
+
 @main.command()
 @_input_option
 @_memory_options
@@ -316,9 +320,10 @@ def check(specs: tuple[str, ...], fmt: str, strict: bool | None,
         raise click.UsageError(str(e)) from None
     archs = [_read_stdin() if p == "-" else _load(p) for p in _spec_paths(specs)]
     failed = False
-    docs = []
+    docs = 0  # JSON documents written: each as soon as it is checked, its layers streamed
     results = []
-    for arch in archs:
+    for i, arch in enumerate(archs):
+        archs[i] = None  # each spec's network is freed once it has been reported
         arch.ignore += tuple(c for c in extra if c not in arch.ignore)
         diags = arch.check()
         errors = [d for d in diags if d.is_error]
@@ -326,8 +331,11 @@ def check(specs: tuple[str, ...], fmt: str, strict: bool | None,
         strict_here = strict if strict is not None else bool(arch.settings and
                                                               arch.settings.strict)
         failed |= bool(errors) or (strict_here and bool(warnings))
-        if fmt == "json":
-            docs.append(arch.to_json())
+        if fmt == "json":  # the text of json.dumps(docs, indent=2), written as it is made
+            from .report import write_json
+            _echo_raw(",\n  " if docs else "[\n  ")
+            write_json(arch.to_json(lazy=True), _echo_raw, level=1)
+            docs += 1
             continue
         if fmt in ("github", "sarif"):
             results.append((arch.file, diags))
@@ -350,7 +358,7 @@ def check(specs: tuple[str, ...], fmt: str, strict: bool | None,
                 click.echo("  valid for " + " and ".join(
                     c.text(name) for name, c in net.constraints.items()))
     if fmt == "json":
-        click.echo(json.dumps(docs, indent=2))
+        click.echo("\n]" if docs else "[]")
     elif fmt == "github":
         from .ci_formats import github_annotations
         text = github_annotations(results)
@@ -369,9 +377,12 @@ def check(specs: tuple[str, ...], fmt: str, strict: bool | None,
 @click.option("--collapse", is_flag=True, help="Show runs of identical blocks once, as 'x N'.")
 def summary(spec: str, collapse: bool) -> None:
     """Per-layer table: output shape, parameters, MACs and receptive field, with totals."""
+    from .summary import write_summary
     arch = _load(spec)
     _fail_on_errors(arch)
-    click.echo(arch.summary(collapse=collapse))
+    # arch.summary()'s text, written as it is made (a million rows never exist at once)
+    write_summary(arch.network, _echo_raw, collapse=collapse, batch=arch.batch,
+                  dtype=arch.dtype)
 
 
 @main.command(name="fmt")

@@ -6,6 +6,8 @@ block or a merge shows the sums of what lies inside it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from .ir import Layer, Merge, Network, Node, Seq, children
 from .report import call_text
 
@@ -48,21 +50,24 @@ def _run_label(first: Node, last: Node, count: int) -> str:
     return f"{where}{text} x {count}"
 
 
-def _rows(node: Node, prefix: str, last: bool, collapse: bool, out: list, count: int = 1,
+def _rows(node: Node, prefix: str, last: bool, collapse: bool, count: int = 1,
           params: int | None = None, macs: int | None = None, top: bool = False,
-          run_end: Node | None = None) -> None:
+          run_end: Node | None = None) -> Iterator[tuple[str, str, str, str, str]]:
+    """The table's rows for `node` and what lies inside it, made as they are read: a million
+    layers' rows never exist at once (render_summary reads them twice, for the widths first)."""
     branch = "" if top else ("└─ " if last else "├─ ")
     label = _run_label(node, run_end or node, count) if count > 1 else _label(node)
     shape = "[" + ", ".join(map(str, node.out_shape)) + "]"
-    out.append((prefix + branch + label, shape, node.params if params is None else params,
-                node.macs if macs is None else macs, (run_end or node).rf.label()))
+    yield (prefix + branch + label, shape, f"{node.params if params is None else params:,}",
+           f"{node.macs if macs is None else macs:,}", (run_end or node).rf.label())
     if count > 1:
         return
     kids = children(node)
     runs = _collapse(kids) if collapse else [(c, 1, c.params, c.macs, c) for c in kids]
     child_prefix = prefix + ("" if top else ("   " if last else "│  "))
     for i, (child, n, p, m, end) in enumerate(runs):
-        _rows(child, child_prefix, i == len(runs) - 1, collapse, out, n, p, m, run_end=end)
+        yield from _rows(child, child_prefix, i == len(runs) - 1, collapse, n, p, m,
+                         run_end=end)
 
 
 def _fixed2(n: int, unit: int) -> str:
@@ -101,36 +106,61 @@ def _memory_lines(net: Network, batch: int, dtype: str) -> list[str]:
 
 def render_summary(net: Network, *, collapse: bool = False, batch: int = 1,
                    dtype: str = "float32") -> str:
-    rows: list[tuple[str, str, int, int, str]] = []
-    runs = _collapse(net.root.items) if collapse else [
-        (c, 1, c.params, c.macs, c) for c in net.root.items]
-    for i, (child, n, p, m, end) in enumerate(runs):
-        _rows(child, "", i == len(runs) - 1, collapse, rows, n, p, m, top=True, run_end=end)
+    return "\n".join(summary_lines(net, collapse=collapse, batch=batch, dtype=dtype))
+
+
+def summary_lines(net: Network, *, collapse: bool = False, batch: int = 1,
+                  dtype: str = "float32") -> Iterator[str]:
+    """The lines of render_summary, made one at a time: the rows are made twice (the column
+    widths first, then the lines), so that the table of any network takes no memory a row."""
+    def rows() -> Iterator[tuple[str, str, str, str, str]]:
+        runs = _collapse(net.root.items) if collapse else [
+            (c, 1, c.params, c.macs, c) for c in net.root.items]
+        for i, (child, n, p, m, end) in enumerate(runs):
+            yield from _rows(child, "", i == len(runs) - 1, collapse, n, p, m, top=True,
+                             run_end=end)
+
     header = ("Layer", "Output shape", "Params", "MACs", "RF")
-    table = [header] + [(a, b, f"{c:,}", f"{d:,}", e) for a, b, c, d, e in rows]
-    widths = [max(len(r[i]) for r in table) for i in range(5)]
+    widths = [len(h) for h in header]
+    for r in rows():
+        widths = [max(w, len(c)) for w, c in zip(widths, r)]
 
     def line(r) -> str:
         return (f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  "
                 f"{r[3]:>{widths[3]}}  {r[4]:>{widths[4]}}").rstrip()
 
     rule = "=" * len(line(header))
-    out = [f"{net.name}: input [N, {', '.join(map(str, net.input_shape))}]", rule,
-           line(header), "-" * len(rule)]
-    out += [line(r) for r in table[1:]]
-    out += [rule,
-            f"Total params: {net.total_params:,}",
-            f"Total MACs: {net.total_macs:,} ({_fixed2(net.total_macs, 10**6)} M at batch 1)",
-            f"Output shape: [N, {', '.join(map(str, net.output_shape))}]",
-            f"Parameter memory: {_size(net.total_params * 4)} MiB (float32)"]
-    out += _memory_lines(net, batch, dtype)
-    same = [layer for layer in net.layers()
-            if layer.op == "conv2d" and layer.args["padding"] == "same"
-            and layer.args["stride"] != (1, 1)]
-    for layer in same:
-        (t, b), (left, r) = layer.args["pads"]
-        out.append(f"note: {layer.path} (line {layer.span.line}) uses padding=same with stride "
+    yield f"{net.name}: input [N, {', '.join(map(str, net.input_shape))}]"
+    yield rule
+    yield line(header)
+    yield "-" * len(rule)
+    for r in rows():
+        yield line(r)
+    yield rule
+    yield f"Total params: {net.total_params:,}"
+    yield f"Total MACs: {net.total_macs:,} ({_fixed2(net.total_macs, 10**6)} M at batch 1)"
+    yield f"Output shape: [N, {', '.join(map(str, net.output_shape))}]"
+    yield f"Parameter memory: {_size(net.total_params * 4)} MiB (float32)"
+    yield from _memory_lines(net, batch, dtype)
+    for layer in net.layers():
+        if layer.op == "conv2d" and layer.args["padding"] == "same" and \
+                layer.args["stride"] != (1, 1):
+            (t, b), (left, r) = layer.args["pads"]
+            yield (f"note: {layer.path} (line {layer.span.line}) uses padding=same with stride "
                    f"{layer.args['stride'][0]}: TensorFlow/ONNX SAME_UPPER, pads top/bottom "
                    f"{t}/{b}, left/right {left}/{r}, output ceil(input / stride)")
-    out.append("RF: receptive field of one output value, in input pixels")
-    return "\n".join(out)
+    yield "RF: receptive field of one output value, in input pixels"
+
+
+def write_summary(net: Network, write, *, collapse: bool = False, batch: int = 1,
+                  dtype: str = "float32", lines_per_write: int = 1000) -> None:
+    """Writes render_summary's text and a final newline through `write`, in pieces."""
+    pending: list[str] = []
+    for text in summary_lines(net, collapse=collapse, batch=batch, dtype=dtype):
+        pending.append(text)
+        if len(pending) >= lines_per_write:
+            pending.append("")
+            write("\n".join(pending))
+            pending.clear()
+    pending.append("")
+    write("\n".join(pending))

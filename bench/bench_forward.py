@@ -21,6 +21,10 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
+import math
+import os
+import resource
 import statistics
 import sys
 import time
@@ -314,7 +318,13 @@ REFERENCES = {
 
 # -- the measurement ----------------------------------------------------------------------------
 
-def _pair(name: str, inplace: bool = False):
+def pair(name: str, inplace: bool = False, use_torchvision: bool = False):
+    """(network, generated module, reference module) with the generated module's weights.
+
+    The reference is bench_forward's transcription, or with `use_torchvision` the model from
+    torchvision.models (weights=None; torchvision must be installed). The weights are copied
+    in state_dict order after checking that every shape lines up, and the outputs are compared
+    before anything is timed (`check_outputs`)."""
     import archgen
     from archgen.emit_torch import load_module
     path = ROOT / "examples" / f"{name}.cnn"
@@ -325,7 +335,11 @@ def _pair(name: str, inplace: bool = False):
     net = archgen.parse(text, str(path)).network
     torch.manual_seed(0)
     generated = load_module(net).eval()
-    reference = REFERENCES[name]().eval()
+    if use_torchvision:
+        import torchvision
+        reference = torchvision.models.get_model(name, weights=None).eval()
+    else:
+        reference = REFERENCES[name]().eval()
     ours, theirs = generated.state_dict(), reference.state_dict()
     shapes = [(v.shape, w.shape) for v, w in zip(ours.values(), theirs.values())]
     if len(ours) != len(theirs) or any(a != b for a, b in shapes):
@@ -334,48 +348,129 @@ def _pair(name: str, inplace: bool = False):
     return net, generated, reference
 
 
-def _time(model: nn.Module, x: torch.Tensor) -> float:
-    start = time.perf_counter()
+def check_outputs(name: str, generated: nn.Module, reference: nn.Module, x: torch.Tensor):
+    with torch.no_grad():
+        err = (generated(x) - reference(x)).abs().max().item()
+    if err > 1e-3:
+        raise SystemExit(f"{name}: outputs differ by {err}")
+
+
+def _run(model: nn.Module, x: torch.Tensor) -> tuple[float, float, int]:
+    """(wall seconds, this thread's CPU seconds, minor page faults) of one forward."""
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    cpu, wall = time.thread_time(), time.perf_counter()
     model(x)
-    return time.perf_counter() - start
+    wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+    return wall, cpu, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+
+
+def measure(generated: nn.Module, reference: nn.Module, x: torch.Tensor, rounds: int,
+            warmup: int = 1) -> dict[str, list[float]]:
+    """Paired rounds: each round runs both modules once, back to back, the generated one first
+    in even rounds and second in odd ones (so neither always meets the cache or allocator state
+    the other leaves). The cyclic garbage collector is off while timing."""
+    out: dict[str, list[float]] = {k: [] for k in ("g_wall", "r_wall", "g_cpu", "r_cpu",
+                                                    "g_flt", "r_flt")}
+    gc.collect()
+    gc.disable()
+    try:
+        with torch.no_grad():
+            for _ in range(warmup):
+                generated(x)
+                reference(x)
+            for i in range(rounds):
+                order = (("g", generated), ("r", reference))
+                for side, model in order if i % 2 == 0 else order[::-1]:
+                    wall, cpu, flt = _run(model, x)
+                    out[side + "_wall"].append(wall)
+                    out[side + "_cpu"].append(cpu)
+                    out[side + "_flt"].append(flt)
+    finally:
+        gc.enable()
+    return out
+
+
+def median_ci(values: list[float], level: float = 0.95) -> tuple[float, float]:
+    """A distribution-free confidence interval for the median: the order statistics k and
+    n+1-k, where k is the largest with P(Binomial(n, 1/2) < k) <= (1 - level) / 2."""
+    v, n = sorted(values), len(values)
+    k, below = 0, 0.0
+    while True:
+        below_next = below + math.comb(n, k) / 2 ** n  # P(B <= k) = P(B < k + 1)
+        if below_next > (1 - level) / 2:
+            break
+        below, k = below_next, k + 1
+    if k == 0:
+        return v[0], v[-1]  # too few rounds for the level: the whole range
+    return v[k - 1], v[n - k]
+
+
+def summary(t: dict[str, list[float]], clock: str) -> dict[str, float]:
+    """Medians of each side, and the median, quartiles and 95% interval of the paired ratios
+    generated / reference of one clock ('wall' or 'cpu')."""
+    g, r = t["g_" + clock], t["r_" + clock]
+    ratios = [a / b for a, b in zip(g, r)]
+    q1, _, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
+    lo, hi = median_ci(ratios)
+    return {"g": statistics.median(g) * 1e3, "r": statistics.median(r) * 1e3,
+            "ratio": statistics.median(ratios), "q1": q1, "q3": q3, "lo": lo, "hi": hi}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=9, help="timed runs per module at batch 1")
+    parser.add_argument("--rounds", type=int, default=41, help="paired rounds at batch 1")
+    parser.add_argument("--rounds-large", type=int, default=15,
+                        help="paired rounds at the large batch")
+    parser.add_argument("--batches", default="1,32")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--models", default=",".join(REFERENCES))
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                        help="the clock of the table's times and ratios (the other clock's "
+                             "median ratio is printed beside)")
+    parser.add_argument("--torchvision", action="store_true",
+                        help="references from torchvision.models (it must be installed)")
     parser.add_argument("--inplace", action="store_true",
-                        help="compile the specs with in-place ReLUs, as torchvision writes them")
+                        help="compile the specs with every relu()/relu6() in place")
+    parser.add_argument("--control", action="store_true",
+                        help="after each row, an A/A row: the reference against a deep copy of "
+                             "itself (same code, other memory), the noise floor of the ratio")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} thread(s), CPU, eval, no_grad; "
-          f"medians of interleaved runs{'; specs with relu(inplace=true)' * args.inplace}")
-    print("| model | batch | generated ms | torchvision ms | ratio | torchvision, no in-place ms "
-          "| ratio |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    torch.set_num_interop_threads(1)
+    other = "wall" if args.clock == "cpu" else "cpu"
+    load = os.getloadavg()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), CPU, eval, "
+          f"no_grad; reference: "
+          f"{'torchvision ' + _version('torchvision') if args.torchvision else 'transcribed'}; "
+          f"clock: {args.clock}; load average at start {load[0]:.2f} {load[1]:.2f} "
+          f"{load[2]:.2f}; {os.cpu_count()} CPUs")
+    print(f"| model | batch | rounds | generated ms | reference ms | ratio (median of paired) "
+          f"| IQR of ratios | 95% CI of median | {other} ratio | page faults g/r |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name in args.models.split(","):
-        net, generated, reference = _pair(name, args.inplace)
-        copied = copy.deepcopy(reference)
-        for module in copied.modules():
-            if getattr(module, "inplace", False):
-                module.inplace = False
-        for batch in (1, 32):
-            reps = args.reps if batch == 1 else max(3, args.reps // 3)
+        net, generated, reference = pair(name, args.inplace, args.torchvision)
+        rows = [(name, generated)]
+        if args.control:
+            rows.append((f"{name} A/A", copy.deepcopy(reference)))
+        for batch in (int(b) for b in args.batches.split(",")):
+            rounds = args.rounds if batch == 1 else args.rounds_large
             x = torch.randn(batch, *net.input_shape, generator=torch.Generator().manual_seed(1))
-            with torch.no_grad():
-                err = (generated(x) - reference(x)).abs().max().item()
-                if err > 1e-3:
-                    raise SystemExit(f"{name}: outputs differ by {err}")
-                runs: list[list[float]] = [[], [], []]
-                modules = [generated, reference, copied]
-                for i in range(reps):  # interleaved, each in turn going first
-                    for k in range(3):
-                        j = (i + k) % 3
-                        runs[j].append(_time(modules[j], x))
-            a, b, c = (statistics.median(r) * 1e3 for r in runs)
-            print(f"| {name} | {batch} | {a:.1f} | {b:.1f} | {a / b:.3f} | {c:.1f} | "
-                  f"{a / c:.3f} |", flush=True)
+            for label, model in rows:
+                check_outputs(name, model, reference, x)
+                t = measure(model, reference, x, rounds, warmup=2 if batch == 1 else 1)
+                s, o = summary(t, args.clock), summary(t, other)
+                flt = (statistics.median(t["g_flt"]), statistics.median(t["r_flt"]))
+                print(f"| {label} | {batch} | {rounds} | {s['g']:.1f} | {s['r']:.1f} | "
+                      f"{s['ratio']:.3f} | {s['q1']:.3f}-{s['q3']:.3f} | "
+                      f"{s['lo']:.3f}-{s['hi']:.3f} | {o['ratio']:.3f} | "
+                      f"{flt[0]:.0f}/{flt[1]:.0f} |", flush=True)
+    load = os.getloadavg()
+    print(f"load average at end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+    return version(package)
 
 
 if __name__ == "__main__":

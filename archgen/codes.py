@@ -141,7 +141,7 @@ receptive field finite.
     "E305": ("too large or too deep to check", """
 Checking is bounded, whatever the spec: expanding blocks, repeats and ifs may take at most
 100,000 steps (a statement, an argument or a value computed is one step; DenseNet-121 takes
-1,896) and give at most 100,000 layers (a layer call identical to an earlier one, as in a
+1,896) and give at most 1,000,000 layers (a layer call identical to an earlier one, as in a
 repeat's copies, costs a layer but no step), and indentation, expressions (parentheses,
 operators, signs) and blocks within blocks nest at most 32 deep. A repeat whose copies alone
 would pass the limits is refused before anything is expanded.

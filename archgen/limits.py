@@ -27,15 +27,18 @@ diagnostic that names it (README, "Reliability", says why each number was chosen
   1,896 steps for 427 layers; a spec that reaches it is checked in about 5 s and 100 MB. A
   layer call identical to an earlier clean one (same kind, written arguments and input shape:
   every copy of a repeat after the first) reuses its outcome and costs no step, only a layer.
-- MAX_LAYERS (E305): layer calls of the expanded network, 100,000. Checking alone would fit
-  a million (a reused call costs ~8 us and ~750 bytes: 1,000,000 layers check in ~7 s and
-  ~710 MB), but `check --format json` costs ~67 us and ~7.5 KB of peak memory a layer (300,000
-  layers: 20 s and 2.26 GB, past the 20 s and 2 GB address space any spec must fit, issue 8).
-  At 100,000 the JSON takes ~7 s and ~770 MB, summary ~2.5 s and ~250 MB (bench/bench_static.py),
-  with room for the 100,000 steps of MAX_EXPANDED spent on top. A repeat whose copies alone
-  would pass both limits (each call costs a step, a layer or both) is refused before expanding;
-  the running counts stop whatever else would. Out of memory all the same (a tighter ulimit):
-  one line, exit 1, never a traceback.
+  It stays at a tenth of MAX_LAYERS because a step is work done in full (6-25 us: at 1,000,000
+  steps, 60 refused arguments copied 20,000 times took 28 s, past the 20 s any spec must end
+  in, issue 8). A block instance costs steps (~10 for a 7-layer residual block), so networks
+  built of block calls stop near 100,000 layers; a million layers come from reused calls.
+- MAX_LAYERS (E305): layer calls of the expanded network, 1,000,000. A reused call costs ~7 us
+  and ~450 bytes (README, "Benchmarks": a million layers check in ~7 s and ~500 MB), and
+  nothing after checking keeps more than a few hundred bytes a layer: `check --format json`
+  and `summary` write their records and rows as they make them (report.write_json,
+  summary.summary_lines) instead of building the whole document or table. A repeat whose
+  copies alone would pass both limits (each call costs a step, a layer or both) is refused
+  before expanding; the running counts stop whatever else would. Out of memory all the same
+  (a tighter ulimit): one line, exit 1, never a traceback.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ MAX_SOURCE = 1_000_000  # characters of one spec
 MAX_LINES = 50_000  # statement lines of one spec
 MAX_TOKEN = 256  # characters of one name, string or float
 MAX_EXPANDED = 100_000
-MAX_LAYERS = 100_000  # layer calls of the expanded network (JSON's memory sets it)
+MAX_LAYERS = 1_000_000  # layer calls of the expanded network
 RF_CAP = float(2**53)  # receptive fields saturate here, where floats stop counting every integer
 MAX_SAME_LINE = 3  # diagnostics of one code on one line shown before the rest are folded
 

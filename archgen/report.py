@@ -30,7 +30,26 @@ def arg_text(v) -> str:
 
 
 def call_text(layer: Layer) -> str:
-    """The layer as a spec call with its non-default arguments: conv2d(16, 3, padding=same)."""
+    """The layer as a spec call with its non-default arguments: conv2d(16, 3, padding=same).
+
+    The copies of a repeated call share one args dict (the checker reuses the first copy's,
+    and no stage changes a checked layer's args), so the text is made once per dict: a
+    million-layer summary or JSON asks for it a million times."""
+    args = layer.args
+    hit = _CALL_TEXTS.get(id(args))
+    if hit is not None and hit[0] is args and hit[1] is layer.kind:
+        return hit[2]
+    text = _call_text(layer)
+    if len(_CALL_TEXTS) >= 4096:
+        _CALL_TEXTS.clear()
+    _CALL_TEXTS[id(args)] = (args, layer.kind, text)  # holding args keeps its id unique
+    return text
+
+
+_CALL_TEXTS: dict[int, tuple] = {}  # id(layer.args) -> (args, kind, call_text)
+
+
+def _call_text(layer: Layer) -> str:
     parts = []
     for p in layer.kind.params:
         v = layer.args.get(p.name)

@@ -45,8 +45,9 @@ class Propagator:
         if hit is None or (call.name is not None and check_name(call.name, kind="module")):
             return None
         self._count_layer(call)
+        # every copy shares the cached arguments (~200 bytes a layer less): nothing after
+        # checking changes a layer's args
         args, y, params, macs = hit
-        args = dict(args)
         x = flow.shape
         rf = _capped(kind.receptive_field(args, flow.rf, x, y))
         node = Layer(call.span, x, y, rf, params, macs, name=call.name, kind=kind, args=args)

@@ -20,6 +20,7 @@ runs. The allowed calls and operators are passed in by each emitter, which knows
 from __future__ import annotations
 
 import ast
+import gc
 import math
 import re
 from dataclasses import dataclass
@@ -87,6 +88,8 @@ def py_comment_text(text: str) -> str:
     >>> py_comment_text("b('x')\\n\\rimport os\\u2028")
     "b('x')??import os?"
     """
+    if text.isascii() and text.isprintable():  # the usual case, without a loop
+        return text
     return "".join(c if c.isascii() and c.isprintable() else "?" for c in text)
 
 
@@ -134,6 +137,35 @@ _EXPRESSIONS = (ast.Call, ast.Attribute, ast.Name, ast.Constant, ast.Tuple, ast.
                 ast.ListComp, ast.GeneratorExp, ast.Starred)
 _PLAIN = (ast.expr_context, ast.operator, ast.unaryop, ast.boolop, ast.cmpop, ast.keyword,
           ast.comprehension)
+_ALLOWED = (*_EXPRESSIONS, *_PLAIN)
+_CONSTANT_TYPES = frozenset((str, int, float, bool, type(None)))
+_AST, _LIST = ast.AST, list
+
+
+def _walk(node: ast.AST, parents: dict[int, ast.AST] | None = None) -> list[ast.AST]:
+    """ast.walk's nodes in its order (breadth first), as a list made in one pass: a million-
+    layer module has tens of millions of nodes, and ast.walk's generators (iter_fields inside
+    iter_child_nodes for every node) cost twice as much. With `parents`, also records
+    id(child) -> parent."""
+    nodes = [node]
+    append = nodes.append
+    i = 0
+    while i < len(nodes):
+        n = nodes[i]
+        i += 1
+        for name in n._fields:
+            v = getattr(n, name, None)
+            if isinstance(v, _AST):
+                append(v)
+                if parents is not None:
+                    parents[id(v)] = n
+            elif type(v) is _LIST:
+                for item in v:
+                    if isinstance(item, _AST):
+                        append(item)
+                        if parents is not None:
+                            parents[id(item)] = n
+    return nodes
 
 
 class _Violation(Exception):
@@ -147,6 +179,16 @@ def verify_python(source: str, shape: PythonShape, filename: str = "<generated>"
     reach only the allowed callables, `self`'s members, locals and the classes of the file.
     Returns the tree (compile it rather than the text: what runs is what was checked);
     raises InternalError otherwise."""
+    enabled = gc.isenabled()
+    gc.disable()  # the tree holds no cycles: the collector would only rescan its nodes
+    try:
+        return _verify_python(source, shape, filename)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _verify_python(source: str, shape: PythonShape, filename: str) -> ast.Module:
     try:
         tree = ast.parse(source, filename)
     except SyntaxError as e:
@@ -236,7 +278,7 @@ class _Checker:
         for p in params:
             if not _plain_name(p.arg):
                 _fail(fn, f"parameter {p.arg}")
-        for node in ast.walk(fn):  # every name the body binds is a local
+        for node in _walk(fn):  # every name the body binds is a local
             if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
                 local.add(node.id)
         for p in params:
@@ -264,32 +306,48 @@ class _Checker:
                 self.expr(child, local)
 
     def expr(self, node: ast.expr, local: set[str]) -> None:
-        unpacked = {id(a) for c in ast.walk(node) if isinstance(c, ast.Call) for a in c.args
+        nodes = _walk(node)
+        unpacked = {id(a) for c in nodes if isinstance(c, ast.Call) for a in c.args
                     if isinstance(a, ast.Starred)}  # *layers, *[Block(64) for _ in range(2)]
-        for sub in ast.walk(node):
-            if isinstance(sub, ast.stmt):
-                _fail(sub, "a statement inside an expression")
-            if isinstance(sub, ast.Starred) and id(sub) not in unpacked:
-                _fail(sub, "* outside a call's arguments")
-            if not isinstance(sub, (*_EXPRESSIONS, *_PLAIN)):
-                _fail(sub, f"unexpected {type(sub).__name__}")
-            if isinstance(sub, ast.Constant) and not isinstance(
-                    sub.value, (str, int, float, bool, type(None))):
-                _fail(sub, f"constant {sub.value!r}")
-            if isinstance(sub, ast.comprehension):
-                if sub.is_async:
-                    _fail(node, "async comprehension")
-                for target in ast.walk(sub.target):
-                    if isinstance(target, ast.Name):
-                        local.add(target.id)
-            if isinstance(sub, ast.keyword) and sub.arg is None:
-                _fail(node, "** in a call")
-            if isinstance(sub, ast.Name):
-                self.name(sub, local)
-            elif isinstance(sub, ast.Attribute):
-                self.attribute(sub)
-            elif isinstance(sub, ast.Call):
+        for sub in nodes:
+            t = type(sub)  # the kinds nearly every node is, by exact type: one test each
+            if t is ast.Call:
                 self.call(sub)
+            elif t is ast.Attribute:
+                self.attribute(sub)
+            elif t is ast.Name:
+                self.name(sub, local)
+            elif t is ast.Load or (t is ast.keyword and sub.arg is not None) or (
+                    t is ast.Constant and type(sub.value) in _CONSTANT_TYPES):
+                pass
+            else:
+                self._other(sub, node, unpacked, local)
+
+    def _other(self, sub: ast.AST, node: ast.expr, unpacked: set[int], local: set[str]) -> None:
+        """expr's checks of one node, in full."""
+        if isinstance(sub, ast.stmt):
+            _fail(sub, "a statement inside an expression")
+        if isinstance(sub, ast.Starred) and id(sub) not in unpacked:
+            _fail(sub, "* outside a call's arguments")
+        if not isinstance(sub, _ALLOWED):
+            _fail(sub, f"unexpected {type(sub).__name__}")
+        if isinstance(sub, ast.Constant) and not isinstance(
+                sub.value, (str, int, float, bool, type(None))):
+            _fail(sub, f"constant {sub.value!r}")
+        if isinstance(sub, ast.comprehension):
+            if sub.is_async:
+                _fail(node, "async comprehension")
+            for target in ast.walk(sub.target):
+                if isinstance(target, ast.Name):
+                    local.add(target.id)
+        if isinstance(sub, ast.keyword) and sub.arg is None:
+            _fail(node, "** in a call")
+        if isinstance(sub, ast.Name):
+            self.name(sub, local)
+        elif isinstance(sub, ast.Attribute):
+            self.attribute(sub)
+        elif isinstance(sub, ast.Call):
+            self.call(sub)
 
     def name(self, node: ast.Name, local: set[str]) -> None:
         if node.id in local or node.id in self.classes or node.id in self.shape.builtins:
@@ -313,11 +371,11 @@ class _Checker:
     def references(self, tree: ast.Module) -> None:
         """Every use of an imported module is one of the dotted names the shape allows:
         `torch.cat(...)` is a call of torch.cat; `torch.load`, or `torch` alone, is refused."""
-        parents = {id(child): parent for parent in ast.walk(tree)
-                   for child in ast.iter_child_nodes(parent)}
-        called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+        parents: dict[int, ast.AST] = {}
+        nodes = _walk(tree, parents)
+        called = {id(n.func) for n in nodes if isinstance(n, ast.Call)}
         readable = self.shape.calls | self.shape.attributes | self.shape.bases
-        for node in ast.walk(tree):
+        for node in nodes:
             if isinstance(node, ast.Name) and node.id in self.modules:
                 top: ast.expr = node
                 while isinstance(parents.get(id(top)), ast.Attribute):

@@ -1,8 +1,10 @@
 """Resolved model -> ONNX graph.
 
-Each layer kind has a lowering function here that decides the ONNX pattern: which template, with
-which attribute values, which helper constants. The templates in templates/onnx/ only format
-ONNX's textual syntax; onnx.parser turns the text into a ModelProto, the weights are attached as
+This module walks the IR: each layer kind lowers itself (`kind.lower_onnx(graph, layer, x)`, in
+its module under layers/) into the graph builder of onnx_graph.py, which decides the ONNX
+pattern: which template, with which attribute values, which helper constants; the merges and
+the conv+batchnorm folding are lowered here. The templates in templates/onnx/ only format ONNX's
+textual syntax; onnx.parser turns the text into a ModelProto, the weights are attached as
 initializers named by their state_dict keys, and the model is checked (onnx.checker, strict shape
 inference) with every inferred shape compared against the checker's.
 
@@ -23,20 +25,18 @@ with PyTorch's own sampling positions, batchnorm without running stats from batc
 
 from __future__ import annotations
 
-import functools
-import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from fractions import Fraction
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__, shapes
+from . import __version__
 from .budget import MemoryBudgetError, check_memory
 from .diagnostics import SpecError
 from .extras import MissingExtra, require
 from .ir import Layer, Merge, Network, Node, Seq
-from .quoting import InternalError, onnx_string, verify_onnx
-from .templating import environment
+from .onnx_graph import (INPUT, ONNX_OPS, OUTPUT, Graph, Value, conv_pads, float32,
+                         onnx_environment)
+from .quoting import InternalError, verify_onnx
 from .weights import WeightsError, check_state, initial_state, load_weights
 
 __all__ = ["DEFAULT_OPSET", "MIN_OPSET", "Built", "InternalError", "MemoryBudgetError",
@@ -48,387 +48,18 @@ __all__ = ["DEFAULT_OPSET", "MIN_OPSET", "Built", "InternalError", "MemoryBudget
 DEFAULT_OPSET = 21
 MIN_OPSET = 19
 
-INPUT, OUTPUT = "input", "output"
 GRAPH_PLACEHOLDER = "archgen_graph"  # the graph's name in the text; the network's is set after
-Pads = tuple[tuple[int, int], tuple[int, int]]  # ((top, bottom), (left, right))
 
-
-# -- one PyTorch-to-ONNX conversion per helper --------------------------------------------------
-
-def conv_pads(pads: Pads) -> list[int]:
-    """Conv/pool `pads` from (begin, end) per axis: [top, left, bottom, right].
-
-    >>> conv_pads(((1, 2), (3, 4)))
-    [1, 3, 2, 4]
-    """
-    (top, bottom), (left, right) = pads
-    return [top, left, bottom, right]
-
-
-def pad_pads(pads: Pads) -> list[int]:
-    """Pad's `pads` input for NCHW data: every axis' begin, then every axis' end.
-
-    >>> pad_pads(((1, 2), (3, 4)))
-    [0, 0, 1, 3, 0, 0, 2, 4]
-    """
-    (top, bottom), (left, right) = pads
-    return [0, 0, top, left, 0, 0, bottom, right]
-
-
-PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
-
-
-def pool_pads(in_hw: tuple[int, int], a: dict, out_hw: tuple[int, int]) -> Pads:
-    """(begin, end) padding per axis that makes a floor-mode window count equal PyTorch's output:
-    `padding` on both sides, plus, under ceil_mode, the overhang of the last window at the end.
-    (ONNX's own ceil_mode keeps a last window that starts in the end padding, which PyTorch
-    drops, so it is never used.)
-
-    >>> pool_pads((7, 7), {"kernel_size": (2, 2), "stride": (2, 2), "padding": (0, 0),
-    ...                     "dilation": (1, 1)}, (4, 4))
-    ((0, 1), (0, 1))
-    >>> pool_pads((6, 6), {"kernel_size": (3, 3), "stride": (2, 2), "padding": (1, 1),
-    ...                     "dilation": (1, 1)}, (3, 3))
-    ((1, 1), (1, 1))
-    """
-    out = []
-    for i in range(2):
-        k_eff = a.get("dilation", (1, 1))[i] * (a["kernel_size"][i] - 1) + 1
-        p = a["padding"][i]
-        overhang = (out_hw[i] - 1) * a["stride"][i] + k_eff - (in_hw[i] + 2 * p)
-        out.append((p, p + max(overhang, 0)))
-    return tuple(out)
-
-
-def empty_windows(in_hw: tuple[int, int], a: dict, out_hw: tuple[int, int]) -> bool:
-    """Whether some pooling window reads only padding, which dilation allows.
-
-    >>> args = {"kernel_size": (1, 2), "stride": (3, 3), "padding": (0, 1), "dilation": (1, 3)}
-    >>> empty_windows((2, 2), args, (1, 1))  # the window reads columns -1 and 2 of 0..1
-    True
-    """
-    for i in range(2):
-        k, s, d, p = (a[n][i] for n in ("kernel_size", "stride", "dilation", "padding"))
-        for o in range(out_hw[i]):
-            if not any(0 <= o * s - p + j * d < in_hw[i] for j in range(k)):
-                return True
-    return False
-
-
-@dataclass
-class ConvTransposePlan:
-    """ConvTranspose's `pads` and `output_padding`, and `extend`: zero rows/columns to append
-    after it (then the bias is added separately, since PyTorch adds it to those too)."""
-
-    pads: Pads
-    output_padding: tuple[int, int]
-    extend: tuple[int, int]
-
-
-def conv_transpose_plan(a: dict) -> ConvTransposePlan:
-    """PyTorch crops `padding` from both ends of the full transposed convolution and then adds
-    `output_padding` at the end; onnxruntime takes output_padding only below the stride, while
-    PyTorch allows it below the dilation too. Otherwise the same output comes from cropping
-    padding - output_padding at the end, or, where output_padding is larger, from appending
-    zeros.
-
-    >>> conv_transpose_plan({"padding": (1, 2), "output_padding": (1, 0), "stride": (2, 2)})
-    ConvTransposePlan(pads=((1, 1), (2, 2)), output_padding=(1, 0), extend=(0, 0))
-    >>> conv_transpose_plan({"padding": (1, 0), "output_padding": (1, 1), "stride": (1, 1)})
-    ConvTransposePlan(pads=((1, 0), (0, 0)), output_padding=(0, 0), extend=(0, 1))
-    """
-    pads, out_pad, extend = [], [], []
-    for p, op, s in zip(a["padding"], a["output_padding"], a["stride"]):
-        if op < s:
-            pads.append((p, p)), out_pad.append(op), extend.append(0)
-        else:
-            pads.append((p, max(p - op, 0))), out_pad.append(0), extend.append(max(op - p, 0))
-    return ConvTransposePlan(tuple(pads), tuple(out_pad), tuple(extend))
-
-
-@dataclass
-class AvgPoolPlan:
-    """How avgpool2d becomes ONNX: an optional zero Pad first (`pre_pads`), then AveragePool
-    with `pads` and `count_include_pad`; or, with divisor_override, a window sum (`sum_pads`)."""
-
-    pads: Pads
-    count_include_pad: int
-    pre_pads: Pads | None = None
-    divisor: int | None = None
-
-
-def avgpool_plan(in_hw: tuple[int, int], a: dict, out_hw: tuple[int, int]) -> AvgPoolPlan:
-    """PyTorch divides each window sum by the window's overlap with the input padded by
-    `padding` (count_include_pad=true) or with the input alone (false); the extra end padding
-    that ceil_mode implies never counts. ONNX counts either all padding or none, so with both
-    kinds present the real padding becomes an explicit Pad of zeros.
-
-    >>> avgpool_plan((5, 5), {"kernel_size": (2, 2), "stride": (2, 2), "padding": (1, 1),
-    ...     "ceil_mode": True, "count_include_pad": True, "divisor_override": None}, (4, 4))
-    AvgPoolPlan(pads=((0, 1), (0, 1)), count_include_pad=0, pre_pads=((1, 1), (1, 1)), divisor=None)
-    """
-    pads = pool_pads(in_hw, a, out_hw)
-    p = a["padding"]
-    overhang = any(end > begin for begin, end in pads)
-    if a["divisor_override"] is not None:
-        return AvgPoolPlan(pads, 0, divisor=a["divisor_override"])
-    if a["count_include_pad"] and overhang and any(p):
-        pre = ((p[0], p[0]), (p[1], p[1]))
-        rest = tuple((0, end - begin) for begin, end in pads)
-        return AvgPoolPlan(rest, 0, pre_pads=pre)
-    return AvgPoolPlan(pads, int(a["count_include_pad"] and not overhang))
-
-
-def torch_nearest_indices(n_in: int, n_out: int, scale: float | None) -> list[int]:
-    """The source index of each output index in PyTorch's nearest upsampling (CPU), in its
-    float32 arithmetic: min(floor(i * float32(1 / scale)), n_in - 1), with 1 / scale replaced
-    by n_in / n_out when the size was given.
-
-    >>> torch_nearest_indices(2, 82, None)[40:42]  # float32(2 / 82) * 41 lands below 1
-    [0, 0]
-    >>> torch_nearest_indices(5, 7, 1.5)
-    [0, 0, 1, 2, 2, 3, 4]
-    """
-    np = require("numpy", "onnx", "ONNX export")
-    if n_out == n_in:
-        return list(range(n_out))
-    if n_out == 2 * n_in:
-        return [i >> 1 for i in range(n_out)]
-    step = np.float32(1.0 / scale) if scale else np.float32(n_in) / np.float32(n_out)
-    idx = np.floor(np.arange(n_out, dtype=np.float32) * step).astype(np.int64)
-    return [int(i) for i in np.minimum(idx, n_in - 1)]
-
-
-def torch_linear_sampling(n_in: int, n_out: int, scale: float | None, align_corners: bool):
-    """PyTorch's bilinear sampling along one axis (CPU, float32): per output index the two source
-    indices and their weights, out = in[i0] * w0 + in[i1] * w1.
-
-    >>> i0, i1, w0, w1 = torch_linear_sampling(2, 4, 2.0, False)
-    >>> i0, i1, [float(w) for w in w1]
-    ([0, 0, 0, 1], [1, 1, 1, 1], [0.0, 0.25, 0.75, 0.25])
-    """
-    np = require("numpy", "onnx", "ONNX export")
-    f32 = np.float32
-    if n_out == n_in:
-        i = list(range(n_out))
-        return i, i, np.ones(n_out, f32), np.zeros(n_out, f32)
-    if align_corners:
-        step = f32(n_in - 1) / f32(n_out - 1) if n_out > 1 else f32(0)
-        src = step * np.arange(n_out, dtype=f32)
-    else:
-        step = f32(1.0 / scale) if scale else f32(n_in) / f32(n_out)
-        src = step * (np.arange(n_out, dtype=f32) + f32(0.5)) - f32(0.5)
-        src = np.maximum(src, f32(0))
-    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
-    w1 = np.clip(src - i0.astype(f32), f32(0), f32(1)).astype(f32)
-    i1 = i0 + (i0 < n_in - 1)
-    return [int(i) for i in i0], [int(i) for i in i1], (f32(1) - w1).astype(f32), w1
-
-
-def upsample_plan(a: dict, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> str:
-    """"resize" where ONNX's Resize to the output size samples exactly PyTorch's source pixels,
-    else "gather" (PyTorch's own sampling, precomputed).
-
-    Resize derives its grid from the sizes (out / in); PyTorch from 1 / scale_factor when one
-    was given, and for nearest it multiplies by a float32 reciprocal whose rounding can pick a
-    different pixel than Resize's exact division (2 -> 82 pixels, index 41). So: bilinear uses
-    Resize unless a fractional scale_factor sets a grid the sizes cannot; nearest uses it only
-    for integral factors where PyTorch's indices are the exact ones.
-
-    >>> upsample_plan({"mode": "nearest", "scale_factor": (2.0, 2.0), "align_corners": None},
-    ...               (8, 8), (16, 16))
-    'resize'
-    >>> upsample_plan({"mode": "nearest", "scale_factor": (1.5, 1.5), "align_corners": None},
-    ...               (5, 5), (7, 7))
-    'gather'
-    """
-    scales = a["scale_factor"] or (None, None)
-    if a["mode"] == "bilinear":
-        if a["align_corners"]:  # PyTorch's grid is (in - 1) / (out - 1) whatever the scale
-            return "resize"
-        exact = all(s is None or Fraction(i) * Fraction(s) == o
-                    for i, o, s in zip(in_hw, out_hw, scales))
-        return "resize" if exact else "gather"
-    for i, o, s in zip(in_hw, out_hw, scales):
-        if o % i or torch_nearest_indices(i, o, s) != [j // (o // i) for j in range(o)]:
-            return "gather"
-    return "resize"
-
-
-def resize_scales(a: dict, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> bool:
-    """Whether Resize can take the scale_factor itself rather than the output size: a
-    scale_factor given, exact in float32 (Resize's scales are float32), with floor(in * scale)
-    the output size, as PyTorch computes it for every input size.
-
-    >>> resize_scales({"scale_factor": (2.0, 2.0)}, (8, 8), (16, 16))
-    True
-    >>> resize_scales({"scale_factor": (0.3, 0.3)}, (10, 10), (3, 3))  # 0.3 is no float32
-    False
-    """
-    np = require("numpy", "onnx", "ONNX export")
-    scales = a.get("scale_factor")
-    if not scales:
-        return False
-    return all(Fraction(float(np.float32(s))) == Fraction(s) and math.floor(i * s) == o
-               for s, i, o in zip(scales, in_hw, out_hw))
-
-
-def resize_modes(a: dict) -> tuple[str, str]:
-    """Resize's mode and coordinate_transformation_mode for PyTorch's upsample: nearest picks
-    floor(i * in / out) ("asymmetric" with nearest_mode "floor"); bilinear samples pixel
-    centres ("half_pixel", clamped at 0 as PyTorch does) or aligns the corner pixels.
-
-    >>> resize_modes({"mode": "bilinear", "align_corners": None})
-    ('linear', 'half_pixel')
-    """
-    if a["mode"] == "nearest":
-        return "nearest", "asymmetric"
-    return "linear", "align_corners" if a["align_corners"] else "half_pixel"
-
-
-# -- templates --------------------------------------------------------------------------------
-
-# The operators the lowerings emit (verify_onnx refuses any other in a generated graph).
-ONNX_OPS = frozenset({
-    "Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Conv", "ConvTranspose", "Div",
-    "Elu", "Erf", "Flatten", "Gather", "Gelu", "Gemm", "GlobalAveragePool", "GlobalMaxPool",
-    "HardSwish", "Identity", "LeakyRelu", "MaxPool", "Mul", "Pad", "ReduceMax", "ReduceMean",
-    "Relu", "Reshape", "Resize", "Sigmoid", "Slice", "Softmax", "Sqrt", "Sub", "Tanh", "Unsqueeze",
-})
-
-
-def _op(name: str) -> str:
-    """An operator name, one of ONNX_OPS."""
-    if name not in ONNX_OPS:
-        raise InternalError(f"the operator {name!r} is not one archgen emits")
-    return name
-
-
-def _identifier(name: str) -> str:
-    if not (name.isidentifier() and name.isascii()):
-        raise InternalError(f"{name!r} is not a bare identifier")
-    return name
-
-
-def _elem(elem: str) -> str:
-    if elem not in ("float", "int64"):
-        raise InternalError(f"unexpected element type {elem!r}")
-    return elem
-
-
-def _dim(d) -> str:
-    """A tensor dimension: a size, or the batch's symbolic name (a bare identifier)."""
-    if isinstance(d, str) and not (d.isidentifier() and d.isascii()):
-        raise InternalError(f"unexpected symbolic dimension {d!r}")
-    return d if isinstance(d, str) else str(int(d))
-
-
-def _float(v: float) -> str:
-    """A float attribute: repr keeps every digit and always marks it a float (1.0, 1e-05)."""
-    if not math.isfinite(v):
-        raise InternalError(f"attribute value {v} is not finite")
-    return repr(float(v))
-
-
-@functools.cache
-def _environment():
-    env = environment("onnx", keep_trailing_newline=False)
-    env.filters.update({
-        "q": onnx_string,
-        "identifier": _identifier,
-        "op": _op,
-        "int": lambda v: str(int(v)),
-        "names": lambda names: ", ".join(onnx_string(n) for n in names),
-        "ints": lambda values: "[" + ", ".join(str(int(v)) for v in values) + "]",
-        "float": _float,
-        "typed": lambda v: f"{_elem(v.elem)}[{', '.join(_dim(d) for d in v.dims)}] "
-                           f"{onnx_string(v.name)}",
-    })
-    return env
-
-
-# -- the graph under construction --------------------------------------------------------------
-
-@dataclass
-class _Value:
-    """A typed graph input, output or value_info: elem is ONNX's type name, dims the shape."""
-
-    name: str
-    elem: str
-    dims: list
-
-
-@dataclass
-class _Graph:
-    opset: int
-    state: dict
-    batch: str | int
-    final: Node | None
-    body: list[str] = field(default_factory=list)
-    initializers: dict = field(default_factory=dict)  # name -> numpy array
-    expected: dict = field(default_factory=dict)  # value -> (node, shape without batch)
-    produced: list = field(default_factory=list)  # (value, node) of every layer and merge
-    taken: set = field(default_factory=set)  # node names given to add/concat so far
-    fold: bool = False  # batchnorm folded into the conv before it, no Identity nodes
-    folded: set = field(default_factory=set)  # initializers made by folding (weights, not constants)
-
-    def emit(self, template: str, **ctx) -> None:
-        text = _environment().get_template(f"{template}.onnx.j2").render(**ctx)
-        self.body += [line for line in text.splitlines() if line.strip()]
-
-    def output_of(self, node: Node, name: str) -> str:
-        """The value a layer or merge writes: "output" for the network's last one."""
-        value = OUTPUT if node is self.final else f"{name}.out"
-        self.expected[value] = (node, node.out_shape)
-        self.produced.append((value, node))
-        return value
-
-    def weight(self, layer: Layer, role: str) -> str:
-        key = f"{layer.path}.{role}"
-        self.initializers[key] = _float32(self.state[key])
-        return key
-
-    def const(self, name: str, values, dtype: str = "float32", shape=None) -> str:
-        np = require("numpy", "onnx", "ONNX export")
-        arr = np.asarray(values, dtype=dtype)
-        self.initializers[name] = arr.reshape(shape) if shape is not None else arr
-        return name
-
-    def unique(self, name: str) -> str:
-        n, cand = 0, name
-        while cand in self.taken:
-            n += 1
-            cand = f"{name}_{n}"
-        self.taken.add(cand)
-        return cand
-
-    def pad(self, name: str, x: str, y: str, pads: Pads, mode: str, value: float = 0.0) -> str:
-        inputs = [x, self.const(f"{name}.pads", pad_pads(pads), "int64")]
-        if value != 0.0:
-            inputs.append(self.const(f"{name}.value", value))
-        self.emit("pad", name=name, y=y, mode=PAD_MODES[mode], inputs=inputs)
-        return y
-
-
-def _float32(t):
-    np = require("numpy", "onnx", "ONNX export")
-    if hasattr(t, "detach"):
-        t = t.detach().cpu().float().numpy()
-    return np.ascontiguousarray(np.asarray(t, dtype=np.float32))
-
-
-def _helpers(path: str, *roles: str) -> dict[str, str]:
-    return {role: f"{path}/{role}" for role in roles}
-
+_environment = onnx_environment  # the template environment (tests/test_injection.py)
 
 # -- lowering: the IR tree ---------------------------------------------------------------------
 
-def _lower(g: _Graph, node: Node, x: str, module: str) -> str:
+def _lower(g: Graph, node: Node, x: str, module: str) -> str:
     if isinstance(node, Layer):
-        rule = LOWERINGS.get(node.op)
-        if rule is None:
-            raise InternalError(f"no ONNX lowering for layer kind '{node.op}'")
-        return rule(g, node, x)
+        try:
+            return node.kind.lower_onnx(g, node, x)
+        except NotImplementedError:
+            raise InternalError(f"no ONNX lowering for layer kind '{node.op}'") from None
     if isinstance(node, Seq):
         inner = f"{node.path}." if node.module and node.path else module
         items, i = node.items, 0
@@ -474,40 +105,14 @@ def _last_producer(node: Node) -> Node | None:
     return None
 
 
-# -- lowering: one function per layer kind ------------------------------------------------------
-
-LOWERINGS: dict[str, Callable[[_Graph, Layer, str], str]] = {}
-
-
-def lowering(*kinds: str):
-    def register(fn):
-        for kind in kinds:
-            if kind in LOWERINGS:
-                raise RuntimeError(f"ONNX lowering for {kind!r} registered twice")
-            LOWERINGS[kind] = fn
-        return fn
-    return register
-
-
-@lowering("conv2d")
-def _conv2d(g: _Graph, layer: Layer, x: str) -> str:
-    a = layer.args
-    pads = a["pads"]
-    if a["padding_mode"] != "zeros" and any(p for pair in pads for p in pair):
-        x = g.pad(f"{layer.path}/pad", x, f"{layer.path}/padded", pads, a["padding_mode"])
-        pads = ((0, 0), (0, 0))
-    inputs = [x, g.weight(layer, "weight")] + ([g.weight(layer, "bias")] if a["bias"] else [])
-    y = g.output_of(layer, layer.path)
-    g.emit("conv", name=layer.path, y=y, inputs=inputs, kernel_shape=a["kernel_size"],
-           strides=a["stride"], pads=conv_pads(pads), dilations=a["dilation"], group=a["groups"])
-    return y
+# -- conv then batchnorm as one Conv ----------------------------------------------------------
 
 
 def foldable(conv: Node, bn: Node) -> bool:
     """Whether `bn` is an eval-mode batchnorm right after the conv2d `conv` (in one sequence,
     so that nothing else reads the conv's output): then the two are one Conv."""
-    return (isinstance(conv, Layer) and conv.op == "conv2d" and isinstance(bn, Layer)
-            and bn.op == "batchnorm2d" and bn.args["track_running_stats"])
+    return (isinstance(conv, Layer) and conv.kind.fold_role == "conv" and isinstance(bn, Layer)
+            and bn.kind.fold_role == "batchnorm" and bn.args["track_running_stats"])
 
 
 def folded_pairs(net: Network) -> list[tuple[Layer, Layer]]:
@@ -549,20 +154,20 @@ def fold_batchnorm(np, weight, bias, bn_args: dict, gamma, beta, mean, var):
     return w, b
 
 
-def _conv_batchnorm(g: _Graph, conv: Layer, bn: Layer, x: str) -> str:
+def _conv_batchnorm(g: Graph, conv: Layer, bn: Layer, x: str) -> str:
     """conv2d then batchnorm2d as one Conv named after the batchnorm (whose output it is:
     parity localises the pair by the batchnorm's name), weights folded."""
     np = require("numpy", "onnx", "ONNX export")
     a, c = conv.args, bn.args["num_features"]
     st = g.state
-    bias = _float32(st[f"{conv.path}.bias"]) if a["bias"] else None
+    bias = float32(st[f"{conv.path}.bias"]) if a["bias"] else None
     if bn.args["affine"]:
-        gamma, beta = _float32(st[f"{bn.path}.weight"]), _float32(st[f"{bn.path}.bias"])
+        gamma, beta = float32(st[f"{bn.path}.weight"]), float32(st[f"{bn.path}.bias"])
     else:
         gamma, beta = np.ones(c), np.zeros(c)
-    w, b = fold_batchnorm(np, _float32(st[f"{conv.path}.weight"]), bias, bn.args, gamma, beta,
-                          _float32(st[f"{bn.path}.running_mean"]),
-                          _float32(st[f"{bn.path}.running_var"]))
+    w, b = fold_batchnorm(np, float32(st[f"{conv.path}.weight"]), bias, bn.args, gamma, beta,
+                          float32(st[f"{bn.path}.running_mean"]),
+                          float32(st[f"{bn.path}.running_var"]))
     pads = a["pads"]
     if a["padding_mode"] != "zeros" and any(p for pair in pads for p in pair):
         x = g.pad(f"{conv.path}/pad", x, f"{conv.path}/padded", pads, a["padding_mode"])
@@ -578,280 +183,6 @@ def _conv_batchnorm(g: _Graph, conv: Layer, bn: Layer, x: str) -> str:
     return y
 
 
-@lowering("conv_transpose2d")
-def _conv_transpose2d(g: _Graph, layer: Layer, x: str) -> str:
-    a = layer.args
-    plan = conv_transpose_plan(a)
-    attrs = {"kernel_shape": a["kernel_size"], "strides": a["stride"],
-             "pads": conv_pads(plan.pads), "output_padding": plan.output_padding,
-             "dilations": a["dilation"], "group": a["groups"]}
-    inputs = [x, g.weight(layer, "weight")]
-    p = layer.path
-    if not any(plan.extend):
-        y = g.output_of(layer, p)
-        bias = [g.weight(layer, "bias")] if a["bias"] else []
-        g.emit("conv_transpose", name=p, y=y, inputs=inputs + bias, **attrs)
-        return y
-    g.emit("conv_transpose", name=f"{p}/conv", y=f"{p}/conv", inputs=inputs, **attrs)
-    extend = ((0, plan.extend[0]), (0, plan.extend[1]))
-    if not a["bias"]:
-        return g.pad(p, f"{p}/conv", g.output_of(layer, p), extend, "zeros")
-    g.pad(f"{p}/pad", f"{p}/conv", f"{p}/padded", extend, "zeros")
-    y = g.output_of(layer, p)
-    g.emit("add_bias", name=p, y=y, x=f"{p}/padded", bias=g.weight(layer, "bias"),
-           h=_helpers(p, "bias"), axes=g.const(f"{p}/bias.axes", [1, 2], "int64"))
-    return y
-
-
-def _spatial(shape) -> tuple[int, int]:
-    return shape[1], shape[2]
-
-
-@lowering("maxpool2d")
-def _maxpool2d(g: _Graph, layer: Layer, x: str) -> str:
-    a = layer.args
-    pads = pool_pads(_spatial(layer.in_shape), a, _spatial(layer.out_shape))
-    # onnxruntime refuses pads >= kernel, which ceil_mode's overhang can reach with dilation,
-    # and gives the lowest float where a dilated window reads only padding (PyTorch: -inf):
-    # then pad explicitly with -inf
-    if any(p >= a["kernel_size"][i] for i, pair in enumerate(pads) for p in pair) or \
-            empty_windows(_spatial(layer.in_shape), a, _spatial(layer.out_shape)):
-        neg_inf = g.const(f"{layer.path}/pad.value", float("-inf"))
-        padded = f"{layer.path}/padded"
-        g.emit("pad", name=f"{layer.path}/pad", y=padded, mode="constant",
-               inputs=[x, g.const(f"{layer.path}/pad.pads", pad_pads(pads), "int64"), neg_inf])
-        x, pads = padded, ((0, 0), (0, 0))
-    y = g.output_of(layer, layer.path)
-    g.emit("max_pool", name=layer.path, y=y, x=x, kernel_shape=a["kernel_size"],
-           strides=a["stride"], pads=conv_pads(pads), dilations=a["dilation"])
-    return y
-
-
-@lowering("avgpool2d")
-def _avgpool2d(g: _Graph, layer: Layer, x: str) -> str:
-    a = layer.args
-    plan = avgpool_plan(_spatial(layer.in_shape), a, _spatial(layer.out_shape))
-    if plan.divisor is not None:
-        channels, (kh, kw) = layer.in_shape[0], a["kernel_size"]
-        ones = g.const(f"{layer.path}/ones", [1.0] * (channels * kh * kw),
-                       shape=(channels, 1, kh, kw))
-        y = g.output_of(layer, layer.path)
-        g.emit("sum_pool", name=layer.path, y=y, x=x, h=_helpers(layer.path, "sum"),
-               ones=ones, kernel_shape=a["kernel_size"],
-               strides=a["stride"], pads=conv_pads(plan.pads), group=channels,
-               divisor=g.const(f"{layer.path}/divisor", float(plan.divisor)))
-        return y
-    if plan.pre_pads is not None:
-        x = g.pad(f"{layer.path}/pad", x, f"{layer.path}/padded", plan.pre_pads, "zeros")
-    y = g.output_of(layer, layer.path)
-    g.emit("average_pool", name=layer.path, y=y, x=x, kernel_shape=a["kernel_size"],
-           strides=a["stride"], pads=conv_pads(plan.pads),
-           count_include_pad=plan.count_include_pad)
-    return y
-
-
-@lowering("adaptive_avgpool2d", "adaptive_maxpool2d")
-def _adaptive_pool(g: _Graph, layer: Layer, x: str) -> str:
-    mean = layer.op == "adaptive_avgpool2d"
-    in_hw, out_hw = _spatial(layer.in_shape), tuple(layer.args["output_size"])
-    if out_hw == (1, 1):
-        y = g.output_of(layer, layer.path)
-        g.emit("global_pool", name=layer.path, y=y, x=x,
-               op="GlobalAveragePool" if mean else "GlobalMaxPool")
-        return y
-    if all(i % o == 0 for i, o in zip(in_hw, out_hw)):  # even windows: an ordinary pooling
-        kernel = [i // o for i, o in zip(in_hw, out_hw)]
-        y = g.output_of(layer, layer.path)
-        if mean:
-            g.emit("average_pool", name=layer.path, y=y, x=x, kernel_shape=kernel,
-                   strides=kernel, pads=[0, 0, 0, 0], count_include_pad=0)
-        else:
-            g.emit("max_pool", name=layer.path, y=y, x=x, kernel_shape=kernel, strides=kernel,
-                   pads=[0, 0, 0, 0], dilations=[1, 1])
-        return y
-    axes = []
-    todo = [(ax, i, o) for ax, i, o in ((2, in_hw[0], out_hw[0]), (3, in_hw[1], out_hw[1]))
-            if i != o]
-    for n, (ax, i, o) in enumerate(todo):
-        tag = "h" if ax == 2 else "w"
-        last = n == len(todo) - 1
-        y = g.output_of(layer, layer.path) if last else f"{layer.path}/{tag}"
-        windows = []
-        for k, (start, end) in enumerate(shapes.adaptive_windows(i, o)):
-            p = f"{layer.path}/{tag}{k}"
-            windows.append({"slice_name": f"{p}.slice", "slice": f"{p}.slice",
-                            "reduce_name": p, "reduced": p,
-                            "starts": g.const(f"{p}.starts", [start], "int64"),
-                            "ends": g.const(f"{p}.ends", [end], "int64")})
-        axes.append({"axis": ax, "x": x, "y": y, "windows": windows,
-                     "name": layer.path if last else f"{layer.path}/{tag}",
-                     "axes": g.const(f"{layer.path}/{tag}.axes", [ax], "int64")})
-        x = y
-    g.emit("adaptive_pool", axes=axes, reduce_op="ReduceMean" if mean else "ReduceMax")
-    return x
-
-
-@lowering("batchnorm2d")
-def _batchnorm2d(g: _Graph, layer: Layer, x: str) -> str:
-    a = layer.args
-    c = a["num_features"]
-    if a["affine"]:
-        scale, shift = g.weight(layer, "weight"), g.weight(layer, "bias")
-    else:
-        scale = g.const(f"{layer.path}/scale.ones", [1.0] * c)
-        shift = g.const(f"{layer.path}/shift.zeros", [0.0] * c)
-    y = g.output_of(layer, layer.path)
-    if a["track_running_stats"]:
-        g.emit("batchnorm", name=layer.path, y=y, x=x, scale=scale, shift=shift,
-               mean=g.weight(layer, "running_mean"), var=g.weight(layer, "running_var"),
-               epsilon=a["eps"])
-    else:
-        g.emit("batchnorm_batch_stats", name=layer.path, y=y, x=x, scale=scale, shift=shift,
-               h=_helpers(layer.path, "mean", "centred", "square", "var", "var_eps", "std",
-                          "normed", "scale", "shift", "scaled"),
-               axes=g.const(f"{layer.path}/axes", [0, 2, 3], "int64"),
-               channel_axes=g.const(f"{layer.path}/channel_axes", [1, 2], "int64"),
-               epsilon=g.const(f"{layer.path}/eps", a["eps"]))
-    return y
-
-
-_UNARY = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "hardswish": "HardSwish",
-          "identity": "Identity", "dropout": "Identity", "dropout2d": "Identity"}
-
-
-def _one_node(g: _Graph, layer: Layer, x: str, template: str, **attrs) -> str:
-    """A layer that is a single ONNX node, named after the layer's path."""
-    y = g.output_of(layer, layer.path)
-    g.emit(template, name=layer.path, y=y, x=x, **attrs)
-    return y
-
-
-@lowering(*_UNARY)
-def _unary(g: _Graph, layer: Layer, x: str) -> str:
-    # dropout is the identity in eval mode; an Identity node keeps the layer visible and named,
-    # unless the graph is folded (then only the network's output needs one, for its name)
-    if g.fold and _UNARY[layer.op] == "Identity" and layer is not g.final:
-        return x
-    return _one_node(g, layer, x, "unary", op=_UNARY[layer.op])
-
-
-@lowering("relu6")
-def _relu6(g: _Graph, layer: Layer, x: str) -> str:
-    return _one_node(g, layer, x, "clip", min=g.const(f"{layer.path}/min", 0.0),
-                     max=g.const(f"{layer.path}/max", 6.0))
-
-
-@lowering("leaky_relu")
-def _leaky_relu(g: _Graph, layer: Layer, x: str) -> str:
-    return _one_node(g, layer, x, "leaky_relu", alpha=layer.args["negative_slope"])
-
-
-@lowering("elu")
-def _elu(g: _Graph, layer: Layer, x: str) -> str:
-    return _one_node(g, layer, x, "elu", alpha=layer.args["alpha"])
-
-
-@lowering("gelu")
-def _gelu(g: _Graph, layer: Layer, x: str) -> str:
-    approximate = layer.args["approximate"]
-    y = g.output_of(layer, layer.path)
-    p = layer.path
-    if g.opset >= 20:
-        g.emit("gelu", name=p, y=y, x=x, approximate=approximate)
-    elif approximate == "tanh":
-        g.emit("gelu_tanh", name=p, y=y, x=x,
-               h=_helpers(p, "square", "cube", "cube_term", "inner", "scaled", "tanh",
-                          "plus_one", "half_x"),
-               coeff=g.const(f"{p}/coeff", 0.044715),
-               sqrt_2_over_pi=g.const(f"{p}/sqrt_2_over_pi", math.sqrt(2 / math.pi)),
-               one=g.const(f"{p}/one", 1.0), half=g.const(f"{p}/half", 0.5))
-    else:
-        g.emit("gelu_erf", name=p, y=y, x=x, h=_helpers(p, "scaled", "erf", "plus_one", "half_x"),
-               sqrt2=g.const(f"{p}/sqrt2", math.sqrt(2)), one=g.const(f"{p}/one", 1.0),
-               half=g.const(f"{p}/half", 0.5))
-    return y
-
-
-@lowering("silu")
-def _silu(g: _Graph, layer: Layer, x: str) -> str:
-    return _one_node(g, layer, x, "silu", h=_helpers(layer.path, "sigmoid"))
-
-
-@lowering("softmax")
-def _softmax(g: _Graph, layer: Layer, x: str) -> str:
-    return _one_node(g, layer, x, "softmax", axis=layer.args["dim"])
-
-
-@lowering("flatten")
-def _flatten(g: _Graph, layer: Layer, x: str) -> str:
-    start, end = layer.args["dims"]
-    y = g.output_of(layer, layer.path)
-    if start == 0 and end == len(layer.in_shape) - 1:
-        g.emit("flatten", name=layer.path, y=y, x=x)
-    else:  # Flatten always makes a matrix; Reshape keeps the other axes (0 copies the batch)
-        g.emit("reshape", name=layer.path, y=y, x=x,
-               shape=g.const(f"{layer.path}/shape", [0, *layer.out_shape], "int64"))
-    return y
-
-
-@lowering("linear")
-def _linear(g: _Graph, layer: Layer, x: str) -> str:
-    inputs = [x, g.weight(layer, "weight")]
-    if layer.args["bias"]:
-        inputs.append(g.weight(layer, "bias"))
-    y = g.output_of(layer, layer.path)
-    g.emit("gemm", name=layer.path, y=y, inputs=inputs)
-    return y
-
-
-@lowering("pad2d")
-def _pad2d(g: _Graph, layer: Layer, x: str) -> str:
-    a = layer.args
-    y = g.output_of(layer, layer.path)
-    return g.pad(layer.path, x, y, a["pads"], a["mode"], a["value"])
-
-
-@lowering("upsample")
-def _upsample(g: _Graph, layer: Layer, x: str) -> str:
-    a = layer.args
-    p = layer.path
-    in_hw, out_hw = _spatial(layer.in_shape), _spatial(layer.out_shape)
-    plan = upsample_plan(a, in_hw, out_hw)
-    scales = a["scale_factor"] or (None, None)
-    if plan == "resize":
-        y = g.output_of(layer, p)
-        mode, coordinates = resize_modes(a)
-        if resize_scales(a, in_hw, out_hw):  # the graph then takes any input size
-            inputs = [x, "", g.const(f"{p}/scales", [float(s) for s in scales])]
-        else:
-            inputs = [x, "", "", g.const(f"{p}/sizes", out_hw, "int64")]
-        g.emit("resize", name=p, y=y, inputs=inputs, mode=mode,
-               coordinate_transformation_mode=coordinates, nearest_mode="floor")
-        return y
-    if a["mode"] == "nearest":
-        y = g.output_of(layer, p)
-        g.emit("gather_nearest", name=p, y=y, x=x, h=_helpers(p, "rows"),
-               rows=g.const(f"{p}/rows.index",
-                            torch_nearest_indices(in_hw[0], out_hw[0], scales[0]), "int64"),
-               cols=g.const(f"{p}/cols.index",
-                            torch_nearest_indices(in_hw[1], out_hw[1], scales[1]), "int64"))
-        return y
-    axes = []
-    for ax, tag, i, o, s in ((2, "rows", in_hw[0], out_hw[0], scales[0]),
-                             (3, "cols", in_hw[1], out_hw[1], scales[1])):
-        i0, i1, w0, w1 = torch_linear_sampling(i, o, s, bool(a["align_corners"]))
-        shape = (o, 1) if ax == 2 else (o,)
-        last = ax == 3
-        y = g.output_of(layer, p) if last else f"{p}/{tag}"
-        axes.append({"axis": ax, "x": x, "y": y, "name": p if last else f"{p}/{tag}",
-                     "h": _helpers(f"{p}/{tag}", "lo", "hi", "lo_w", "hi_w"),
-                     "i0": g.const(f"{p}/{tag}.i0", i0, "int64"),
-                     "i1": g.const(f"{p}/{tag}.i1", i1, "int64"),
-                     "w0": g.const(f"{p}/{tag}.w0", w0, shape=shape),
-                     "w1": g.const(f"{p}/{tag}.w1", w1, shape=shape)})
-        x = y
-    g.emit("gather_linear", axes=axes)
-    return x
 
 
 # -- the model ----------------------------------------------------------------------------------
@@ -990,7 +321,7 @@ def _build(onnx, net: Network, opset: int, dynamic_batch: bool, state_dict: Mapp
         state = state_dict if checked else check_state(net, state_dict)
     progress.stage("render")
     batch = "N" if dynamic_batch else 1
-    g = _Graph(opset, state, batch, final=_last_producer(net.root),
+    g = Graph(opset, state, batch, final=_last_producer(net.root),
                taken={layer.path for layer in net.layers()}, fold=fold)
     y = _lower(g, net.root, INPUT, "")
     if y != OUTPUT:  # nothing in the network computes: pass the input through
@@ -999,7 +330,7 @@ def _build(onnx, net: Network, opset: int, dynamic_batch: bool, state_dict: Mapp
     g.expected[INPUT] = (None, net.input_shape)
 
     def typed(value, shape):
-        return _Value(value, "float", [batch, *shape])
+        return Value(value, "float", [batch, *shape])
 
     outputs = [typed(OUTPUT, net.output_shape)]
     if intermediates:

@@ -29,8 +29,7 @@ import re
 import shlex
 import sys
 import types
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
@@ -39,10 +38,12 @@ from .diagnostics import Diagnostic, Span, SpecError
 from .extras import require
 from .ir import Layer, Merge, Network, Node, Seq, children, walk
 from .layers import REGISTRY
-from .layers.base import REQUIRED, LayerError, coerce
-from .layers.conv import Conv2d
+from .layers.base import LayerError, coerce
 from .naming import RESERVED_GLOBALS, check_name, members
 from .quoting import PythonShape, py_comment_text, py_docstring_text, py_literal, verify_python
+from .torch_calls import VARIES as _VARIES
+from .torch_calls import Call, Expr, Exprs, Item, Sum
+from .torch_calls import collapse as _collapse
 from .templating import environment
 
 WIDTH = 88  # ruff format's default line length
@@ -184,34 +185,6 @@ class FileModel:
 
 # -- expressions that lay themselves out as ruff format would ------------------------------------
 
-@dataclass
-class Call:
-    func: str
-    args: list[Item] = field(default_factory=list)
-    explode: bool = False  # written with a trailing comma: one argument per line, always
-    brackets: str = "()"
-
-
-@dataclass
-class Sum:
-    terms: list[str]
-
-
-Expr = str | Call | Sum
-
-
-@dataclass
-class Item:
-    """A statement or a call argument: `head` (`self.conv1 = `, `x1 = `, `dim=`), then an
-    expression; `nodes` are what its comment describes, one per instance of a shared class
-    (none: no comment)."""
-
-    expr: Expr
-    head: str = ""
-    nodes: list[Node] = field(default_factory=list)
-    channels: str | None = None  # in a block's class: its output channels as an expression
-
-
 def _flat(expr: Expr) -> str:
     if isinstance(expr, str):
         return expr
@@ -320,100 +293,13 @@ def _class_doc(text: str) -> list[str]:
     return [f'"""{py_docstring_text(text)}"""']
 
 
-# -- values ------------------------------------------------------------------------------------
-
-_VARIES = object()  # the value of an argument written as an expression of block arguments
-Exprs = dict[str, tuple[str, Any]]  # argument -> (Python text, value or _VARIES)
-
-def _collapse(v: Any) -> Any:
-    """A pair or quadruple of equal values as the single value PyTorch accepts for it."""
-    if isinstance(v, tuple) and len(v) in (2, 4) and len(set(v)) == 1:
-        return v[0]
-    return v
-
-
-def _is_default(value: Any, default: Any) -> bool:
-    """PyTorch's default, told apart from equal values of another type (True == 1)."""
-    return (default is not REQUIRED and value == default
-            and isinstance(value, bool) == isinstance(default, bool))
-
-
-def _args(layer: Layer, positional: int = 0, skip: tuple[str, ...] = (),
-          exprs: Exprs | None = None) -> list[Item]:
-    """The layer's arguments in PyTorch's order, defaults left out; the first `positional`
-    ones positional, as people write them, until one of them is left out. `exprs` gives
-    some arguments as Python expressions of a block class's constructor arguments (text, and
-    the value when it is a constant): those are written as given."""
-    out = []
-    keyword_from = positional
-    exprs = exprs or {}
-    for i, p in enumerate(layer.kind.params):
-        text, value = exprs.get(p.name, (None, layer.args.get(p.name, p.default)))
-        if p.name in skip or (value is not _VARIES and _is_default(value, p.default)):
-            keyword_from = min(keyword_from, i)
-            continue
-        text = text if text is not None and value is _VARIES else py_literal(_collapse(value))
-        out.append(Item(text) if i < keyword_from else Item(text, f"{p.name}="))
-    return out
-
-
-# -- one conversion per layer kind: (layer, expressions of its arguments) -> constructor call ----
-
-def _generic(positional: int) -> Callable[..., Call]:
-    def lower(layer: Layer, exprs: Exprs | None = None) -> Call:
-        return Call(layer.kind.torch_class, _args(layer, positional, exprs=exprs))
-    return lower
-
-
-def _conv2d(layer: Layer, exprs: Exprs | None = None) -> Call:
-    if Conv2d.same_stride(layer.args):  # PyTorch refuses it: SAME_UPPER through the helper
-        return Call("Conv2dSame", _args(layer, 2, skip=("padding",), exprs=exprs))
-    return Call("nn.Conv2d", _args(layer, 2, exprs=exprs))
-
-
-def _pool(layer: Layer, exprs: Exprs | None = None) -> Call:
-    a = layer.args
-    skip = ("stride",) if a["stride"] == a["kernel_size"] else ()  # PyTorch's default
-    return Call(layer.kind.torch_class, _args(layer, 1, skip, exprs))
-
-
-_PAD_CLASSES = {"reflect": "nn.ReflectionPad2d", "replicate": "nn.ReplicationPad2d",
-                "circular": "nn.CircularPad2d"}
-
-
-def _pad2d(layer: Layer, exprs: Exprs | None = None) -> Call:
-    a, exprs = layer.args, exprs or {}
-
-    def arg(name: str) -> Item:
-        text, value = exprs.get(name, (None, a[name]))
-        return Item(text if value is _VARIES else py_literal(_collapse(value)))
-    if a["mode"] != "zeros":
-        return Call(_PAD_CLASSES[a["mode"]], [arg("padding")])
-    if a["value"] != 0.0:
-        return Call("nn.ConstantPad2d", [arg("padding"), arg("value")])
-    return Call("nn.ZeroPad2d", [arg("padding")])
-
-
-_LOWER: dict[str, Callable[..., Call]] = {
-    "conv2d": _conv2d,
-    "conv_transpose2d": _generic(2),
-    "linear": _generic(2),
-    "batchnorm2d": _generic(1),
-    "maxpool2d": _pool,
-    "avgpool2d": _pool,
-    "adaptive_avgpool2d": _generic(1),
-    "adaptive_maxpool2d": _generic(1),
-    "dropout": _generic(1),
-    "dropout2d": _generic(1),
-    "leaky_relu": _generic(1),
-    "pad2d": _pad2d,
-}
-
+# -- one conversion per layer kind ----------------------------------------------------------------
 
 def layer_call(layer: Layer, exprs: Exprs | None = None) -> Call:
-    """The constructor call of one layer: nn.Conv2d(3, 16, kernel_size=3, padding=1); with
-    `exprs`, some arguments as expressions: nn.Conv2d(in_channels, planes, ...)."""
-    return _LOWER.get(layer.op, _generic(0))(layer, exprs)
+    """The constructor call of one layer, as its kind lowers it: nn.Conv2d(3, 16,
+    kernel_size=3, padding=1); with `exprs`, some arguments as expressions: nn.Conv2d(
+    in_channels, planes, ...)."""
+    return layer.kind.lower_torch(layer, exprs)
 
 
 # -- one class per block definition ------------------------------------------------------------
@@ -431,12 +317,6 @@ _PRECEDENCE = {"or": 1, "and": 2, "not": 3, "==": 4, "!=": 4, "<": 4, "<=": 4, "
 _WORDS = {"true": True, "false": False, "none": None, "True": True, "False": False,
           "None": None}
 _SIZES = ("in_channels", "in_height", "in_width", "in_features")
-# Layers whose backward does not read their output, so that a residual sum may be added into
-# it in place, as torchvision's `out += identity` adds into batch norm's output.
-_SUMMED_IN_PLACE = frozenset({"conv2d", "conv_transpose2d", "linear", "batchnorm2d"})
-# what a layer does to the channels (features): the argument that sets them, or None (unknown)
-_CHANNELS = {"conv2d": "out_channels", "conv_transpose2d": "out_channels",
-             "linear": "out_features", "flatten": None}
 
 
 class _NotGeneric(Exception):
@@ -639,7 +519,7 @@ class _Walk:
         elif isinstance(stmt, sx.Call):
             nodes = self.nodes(stmt, active, Layer)
             expr, c = self.layer(stmt, nodes, active, c)
-            self.last = nodes[0].op
+            self.last = nodes[0].kind
         elif isinstance(stmt, sx.Group) and stmt.name is None:  # a branch: this module's
             return self.body(stmt.body, active, c, cur, dst, init, forward)
         elif isinstance(stmt, sx.Group):
@@ -681,7 +561,7 @@ class _Walk:
         return c, dst
 
     lists = False  # a sequential block with an `if`: members appended to a list
-    last: str | None = None  # the kind of the layer that wrote the current variable last
+    last = None  # the kind of the layer that wrote the current variable last
     grouped = 0  # inside a named group (an nn.Sequential of its own)
 
     def layer(self, stmt: sx.Call, nodes: list[Layer], active: list[int], c):
@@ -712,9 +592,10 @@ class _Walk:
             raise _NotGeneric(f"line {stmt.span.line}: lowered differently")
         if call.func in HELPERS:
             self.low.helpers.add(call.func)
-        if kind.name in _CHANNELS:
-            out = _CHANNELS[kind.name]
-            c = written.get(out) if out else None
+        if kind.channels_rule == "unknown":
+            c = None
+        elif kind.channels_rule != "keep":  # the argument that sets them
+            c = written.get(kind.channels_rule)
         return call, c
 
     def bind(self, stmt: sx.Call, positional: list[str], allowed) -> dict[str, sx.Expr]:
@@ -777,7 +658,8 @@ class _Walk:
         if stmt.mode == "add":
             combined: Expr = Sum(results)
             c = outs[0]
-            into = next((r for r, last in zip(results, lasts) if last in _SUMMED_IN_PLACE), None)
+            into = next((r for r, last in zip(results, lasts)
+                         if last is not None and last.sum_in_place), None)
             if into is not None:  # torchvision's `out += identity`: no new tensor
                 for k, other in enumerate(r for r in results if r != into):
                     forward.append(Item(other, f"{into} += ", [] if k else nodes,
@@ -1295,8 +1177,8 @@ PYTHON_SHAPE = PythonShape(
                        *(line for h in HELPERS.values() for line in h.imports)}),
     bases=frozenset({"nn.Module", "nn.Sequential", *(h.base for h in HELPERS.values())}),
     methods=frozenset({"__init__", "forward"}),
-    calls=frozenset({"nn.Sequential", "nn.ConstantPad2d", "torch.cat", *_PAD_CLASSES.values(),
-                     *(k.torch_class for k in REGISTRY.values()),
+    calls=frozenset({"nn.Sequential", "torch.cat",
+                     *(c for k in REGISTRY.values() for c in k.torch_classes),
                      *(c for h in HELPERS.values() for c in h.calls if "." in c)}),
     attributes=frozenset({"torch.Tensor", "nn.Module"}),
     builtins=frozenset({"super", "float", "int", "bool", "list", "range",

@@ -45,50 +45,6 @@ class Entry:
     init: tuple
 
 
-# -- which entries each layer kind has, as PyTorch's modules name and shape them --------------
-
-def _conv2d(a: dict) -> list[tuple]:
-    kh, kw = a["kernel_size"]
-    fan_in = a["in_channels"] // a["groups"] * kh * kw
-    shape = (a["out_channels"], a["in_channels"] // a["groups"], kh, kw)
-    out = [("weight", shape, ("he", fan_in))]
-    if a["bias"]:
-        out.append(("bias", (a["out_channels"],), ("bias", fan_in)))
-    return out
-
-
-def _conv_transpose2d(a: dict) -> list[tuple]:
-    kh, kw = a["kernel_size"]
-    # PyTorch computes a transposed conv's fan-in from weight.shape[1] (out_channels // groups)
-    fan_in = a["out_channels"] // a["groups"] * kh * kw
-    shape = (a["in_channels"], a["out_channels"] // a["groups"], kh, kw)
-    out = [("weight", shape, ("he", fan_in))]
-    if a["bias"]:
-        out.append(("bias", (a["out_channels"],), ("bias", fan_in)))
-    return out
-
-
-def _linear(a: dict) -> list[tuple]:
-    out = [("weight", (a["out_features"], a["in_features"]), ("he", a["in_features"]))]
-    if a["bias"]:
-        out.append(("bias", (a["out_features"],), ("bias", a["in_features"])))
-    return out
-
-
-def _batchnorm2d(a: dict) -> list[tuple]:
-    c = a["num_features"]
-    out = []
-    if a["affine"]:
-        out += [("weight", (c,), ("uniform", 0.5, 1.5)), ("bias", (c,), ("uniform", -0.5, 0.5))]
-    if a["track_running_stats"]:
-        out += [("running_mean", (c,), ("uniform", -0.5, 0.5)),
-                ("running_var", (c,), ("uniform", 0.5, 2.0)),
-                ("num_batches_tracked", (), ("count",))]
-    return out
-
-
-_ENTRIES = {"conv2d": _conv2d, "conv_transpose2d": _conv_transpose2d, "linear": _linear,
-            "batchnorm2d": _batchnorm2d}
 BUFFERS = frozenset({"running_mean", "running_var", "num_batches_tracked"})
 
 
@@ -96,8 +52,8 @@ def state_entries(net: Network) -> list[Entry]:
     """Every state_dict entry of the generated module, layer by layer in forward order."""
     entries = []
     for layer in net.layers():
-        rule = _ENTRIES.get(layer.op)
-        for role, shape, init in (rule(layer.args) if rule else []):
+        # each kind says what its module holds, as PyTorch names and shapes it
+        for role, shape, init in layer.kind.weight_entries(layer.args):
             entries.append(Entry(f"{layer.path}.{role}", shape, role, init))
     return entries
 

@@ -181,6 +181,18 @@ class LayerKind:
     shape_args: ClassVar[tuple[str, ...]] = ()
     rank: ClassVar[int | None] = 3  # input rank without batch: 3 = [C, H, W], 1 = [F], None = any
     doc: ClassVar[str] = ""
+    # A spec line using the kind, shown by `archgen explain <kind>`; tests/test_kinds.py checks
+    # it in a tiny network and holds its weights to the module its PyTorch lowering builds.
+    example: ClassVar[str]
+    # -- what the emitters ask of a kind besides its lowerings ---------------------------------
+    # Its backward does not read its output, so a residual sum may be added into the output in
+    # place (torchvision's `out += identity` after batch norm).
+    sum_in_place: ClassVar[bool] = False
+    # What it does to the channels (features), for a block class's channel expressions:
+    # "keep" them, make them "unknown", or the name of the argument that sets them.
+    channels_rule: ClassVar[str] = "keep"
+    # "conv" or "batchnorm": an eval-mode batchnorm right after a conv folds into it (ONNX).
+    fold_role: ClassVar[str | None] = None
 
     # -- rules; `a` is the normalised argument dict, `x` the input shape ----------------------
     # Order: check_args (always, even when the input is unknown), then normalise and
@@ -216,6 +228,27 @@ class LayerKind:
         """What autograd keeps of this layer for backward, and what its output shares."""
         return Memory()
 
+    # -- lowerings: what the emitters dispatch to (emit_torch, emit_onnx, weights) ------------
+    def lower_torch(self, layer, exprs=None):
+        """The constructor call (torch_calls.Call) of `layer`'s module; `exprs` gives some
+        arguments as Python expressions of a block class's constructor arguments."""
+        raise NotImplementedError(f"{self.name} has no PyTorch lowering")
+
+    def lower_onnx(self, g, layer, x: str) -> str:
+        """Add `layer`'s nodes to the onnx_graph.Graph `g`, reading the value `x`; return the
+        value it writes."""
+        raise NotImplementedError(f"{self.name} has no ONNX lowering")
+
+    def weight_entries(self, a: dict) -> list[tuple]:
+        """The state_dict entries of the module, as PyTorch names and shapes them: (role,
+        shape, init) with init as weights.Entry describes it."""
+        raise NotImplementedError(f"{self.name} does not say what weights it has")
+
+    @property
+    def torch_classes(self) -> tuple[str, ...]:
+        """Every class its PyTorch lowering may call (the generated file's allow-list)."""
+        return (self.torch_class,)
+
     # -- helpers -------------------------------------------------------------------------------
     @property
     def positional(self) -> list[P]:
@@ -250,6 +283,13 @@ def _show(v: Any) -> str:
     if v is None:
         return "none"
     return str(v)
+
+
+class Weightless:
+    """A kind whose module has no state_dict entries."""
+
+    def weight_entries(self, a: dict) -> list[tuple]:
+        return []
 
 
 REGISTRY: dict[str, LayerKind] = {}

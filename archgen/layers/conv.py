@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .. import shapes
+from ..onnx_graph import Pads, conv_pads, helpers
 from ..symbolic import holds, smax
+from ..torch_calls import Call, call_args, torch_call
 from .base import (RF, LayerError, LayerKind, Memory, P, Shape, Warn, fmt_tuple, positive,
                    register, spatial)
 
@@ -53,6 +57,38 @@ class Conv2d(LayerKind):
     )
     positional_args = ("out_channels", "kernel_size", "stride", "padding")
     shape_args = ("out_channels", "kernel_size", "stride", "padding", "dilation")
+    example = "conv2d(16, 3, stride=2, padding=1, groups=2)"
+    sum_in_place = True
+    channels_rule = "out_channels"
+    fold_role = "conv"
+
+    def lower_torch(self, layer, exprs=None) -> Call:
+        if self.same_stride(layer.args):  # PyTorch refuses it: SAME_UPPER through the helper
+            return Call("Conv2dSame", call_args(layer, 2, skip=("padding",), exprs=exprs))
+        return torch_call(layer, 2, exprs)
+
+    def lower_onnx(self, g, layer, x: str) -> str:
+        a = layer.args
+        pads = a["pads"]
+        if a["padding_mode"] != "zeros" and any(p for pair in pads for p in pair):
+            x = g.pad(f"{layer.path}/pad", x, f"{layer.path}/padded", pads, a["padding_mode"])
+            pads = ((0, 0), (0, 0))
+        inputs = [x, g.weight(layer, "weight")] + (
+            [g.weight(layer, "bias")] if a["bias"] else [])
+        y = g.output_of(layer, layer.path)
+        g.emit("conv", name=layer.path, y=y, inputs=inputs, kernel_shape=a["kernel_size"],
+               strides=a["stride"], pads=conv_pads(pads), dilations=a["dilation"],
+               group=a["groups"])
+        return y
+
+    def weight_entries(self, a: dict) -> list[tuple]:
+        kh, kw = a["kernel_size"]
+        fan_in = a["in_channels"] // a["groups"] * kh * kw
+        shape = (a["out_channels"], a["in_channels"] // a["groups"], kh, kw)
+        out = [("weight", shape, ("he", fan_in))]
+        if a["bias"]:
+            out.append(("bias", (a["out_channels"],), ("bias", fan_in)))
+        return out
 
     def check_args(self, a: dict) -> None:
         positive(a, "out_channels", "kernel_size", "stride", "dilation", "groups")
@@ -254,6 +290,45 @@ class ConvTranspose2d(LayerKind):
     positional_args = ("out_channels", "kernel_size", "stride", "padding")
     shape_args = ("out_channels", "kernel_size", "stride", "padding", "output_padding",
                   "dilation")
+    example = "conv_transpose2d(8, 2, stride=2)"
+    sum_in_place = True
+    channels_rule = "out_channels"
+
+    def lower_torch(self, layer, exprs=None) -> Call:
+        return torch_call(layer, 2, exprs)
+
+    def lower_onnx(self, g, layer, x: str) -> str:
+        a = layer.args
+        plan = conv_transpose_plan(a)
+        attrs = {"kernel_shape": a["kernel_size"], "strides": a["stride"],
+                 "pads": conv_pads(plan.pads), "output_padding": plan.output_padding,
+                 "dilations": a["dilation"], "group": a["groups"]}
+        inputs = [x, g.weight(layer, "weight")]
+        p = layer.path
+        if not any(plan.extend):
+            y = g.output_of(layer, p)
+            bias = [g.weight(layer, "bias")] if a["bias"] else []
+            g.emit("conv_transpose", name=p, y=y, inputs=inputs + bias, **attrs)
+            return y
+        g.emit("conv_transpose", name=f"{p}/conv", y=f"{p}/conv", inputs=inputs, **attrs)
+        extend = ((0, plan.extend[0]), (0, plan.extend[1]))
+        if not a["bias"]:
+            return g.pad(p, f"{p}/conv", g.output_of(layer, p), extend, "zeros")
+        g.pad(f"{p}/pad", f"{p}/conv", f"{p}/padded", extend, "zeros")
+        y = g.output_of(layer, p)
+        g.emit("add_bias", name=p, y=y, x=f"{p}/padded", bias=g.weight(layer, "bias"),
+               h=helpers(p, "bias"), axes=g.const(f"{p}/bias.axes", [1, 2], "int64"))
+        return y
+
+    def weight_entries(self, a: dict) -> list[tuple]:
+        kh, kw = a["kernel_size"]
+        # PyTorch computes a transposed conv's fan-in from weight.shape[1] (out_channels // groups)
+        fan_in = a["out_channels"] // a["groups"] * kh * kw
+        shape = (a["in_channels"], a["out_channels"] // a["groups"], kh, kw)
+        out = [("weight", shape, ("he", fan_in))]
+        if a["bias"]:
+            out.append(("bias", (a["out_channels"],), ("bias", fan_in)))
+        return out
 
     def check_input(self, a: dict, x: Shape) -> list[LayerError]:
         return [e for e in (divisible(a, "in_channels", raise_=False),) if e]
@@ -299,4 +374,37 @@ class ConvTranspose2d(LayerKind):
 
     def memory(self, a: dict, x: Shape, y: Shape) -> Memory:
         return Memory(saves=("input",))
+
+
+# -- ONNX conversions only conv_transpose2d uses ----------------------------------------------
+
+@dataclass
+class ConvTransposePlan:
+    """ConvTranspose's `pads` and `output_padding`, and `extend`: zero rows/columns to append
+    after it (then the bias is added separately, since PyTorch adds it to those too)."""
+
+    pads: Pads
+    output_padding: tuple[int, int]
+    extend: tuple[int, int]
+
+
+def conv_transpose_plan(a: dict) -> ConvTransposePlan:
+    """PyTorch crops `padding` from both ends of the full transposed convolution and then adds
+    `output_padding` at the end; onnxruntime takes output_padding only below the stride, while
+    PyTorch allows it below the dilation too. Otherwise the same output comes from cropping
+    padding - output_padding at the end, or, where output_padding is larger, from appending
+    zeros.
+
+    >>> conv_transpose_plan({"padding": (1, 2), "output_padding": (1, 0), "stride": (2, 2)})
+    ConvTransposePlan(pads=((1, 1), (2, 2)), output_padding=(1, 0), extend=(0, 0))
+    >>> conv_transpose_plan({"padding": (1, 0), "output_padding": (1, 1), "stride": (1, 1)})
+    ConvTransposePlan(pads=((1, 0), (0, 0)), output_padding=(0, 0), extend=(0, 1))
+    """
+    pads, out_pad, extend = [], [], []
+    for p, op, s in zip(a["padding"], a["output_padding"], a["stride"]):
+        if op < s:
+            pads.append((p, p)), out_pad.append(op), extend.append(0)
+        else:
+            pads.append((p, max(p - op, 0))), out_pad.append(0), extend.append(max(op - p, 0))
+    return ConvTransposePlan(tuple(pads), tuple(out_pad), tuple(extend))
 

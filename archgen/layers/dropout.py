@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from math import prod
 
-from .base import LayerError, LayerKind, Memory, P, Shape, Warn, register
+from ..torch_calls import torch_call
+from .base import LayerError, LayerKind, Memory, P, Shape, Warn, Weightless, register
+from .linear import identity_onnx
 
 
-class _Dropout(LayerKind):
+class _Dropout(Weightless, LayerKind):
     params = (P("p", "float", 0.5), P("inplace", "bool", False))
     positional_args = ("p",)
+
+    def lower_torch(self, layer, exprs=None):
+        return torch_call(layer, 1, exprs)
+
+    def lower_onnx(self, g, layer, x: str) -> str:
+        return identity_onnx(g, layer, x)  # dropout is the identity in eval mode
 
     def check_args(self, a: dict) -> None:
         if not 0.0 <= a["p"] <= 1.0:
@@ -40,6 +48,7 @@ class Dropout(_Dropout):
     name = "dropout"
     torch_class = "nn.Dropout"
     doc = "zeroes single activations with probability p during training"
+    example = "dropout(0.5)"
     rank = None
 
 
@@ -48,3 +57,4 @@ class Dropout2d(_Dropout):
     name = "dropout2d"
     torch_class = "nn.Dropout2d"
     doc = "zeroes whole channels with probability p during training"
+    example = "dropout2d(0.2)"

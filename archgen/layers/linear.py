@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from math import prod
 
-from .base import RF, LayerError, LayerKind, Memory, P, Shape, positive, register
+from ..torch_calls import torch_call
+from .base import RF, LayerError, LayerKind, Memory, P, Shape, Weightless, positive, register
 
 
 @register
-class Flatten(LayerKind):
+class Flatten(Weightless, LayerKind):
     name = "flatten"
     torch_class = "nn.Flatten"
     doc = "flattens dims start_dim..end_dim (PyTorch counts the batch as dim 0)"
@@ -16,6 +17,21 @@ class Flatten(LayerKind):
     params = (P("start_dim", "int", 1), P("end_dim", "int", -1))
     positional_args = ("start_dim", "end_dim")
     shape_args = ("start_dim", "end_dim")
+    example = "flatten()"
+    channels_rule = "unknown"
+
+    def lower_torch(self, layer, exprs=None):
+        return torch_call(layer, 0, exprs)
+
+    def lower_onnx(self, g, layer, x: str) -> str:
+        start, end = layer.args["dims"]
+        y = g.output_of(layer, layer.path)
+        if start == 0 and end == len(layer.in_shape) - 1:
+            g.emit("flatten", name=layer.path, y=y, x=x)
+        else:  # Flatten always makes a matrix; Reshape keeps the other axes (0 copies the batch)
+            g.emit("reshape", name=layer.path, y=y, x=x,
+                   shape=g.const(f"{layer.path}/shape", [0, *layer.out_shape], "int64"))
+        return y
 
     def normalise(self, a: dict, x: Shape) -> None:
         ndim = len(x) + 1
@@ -54,6 +70,26 @@ class Linear(LayerKind):
               P("bias", "bool", True))
     positional_args = ("out_features",)
     shape_args = ("out_features",)
+    example = "linear(10)"
+    sum_in_place = True
+    channels_rule = "out_features"
+
+    def lower_torch(self, layer, exprs=None):
+        return torch_call(layer, 2, exprs)
+
+    def lower_onnx(self, g, layer, x: str) -> str:
+        inputs = [x, g.weight(layer, "weight")]
+        if layer.args["bias"]:
+            inputs.append(g.weight(layer, "bias"))
+        y = g.output_of(layer, layer.path)
+        g.emit("gemm", name=layer.path, y=y, inputs=inputs)
+        return y
+
+    def weight_entries(self, a: dict) -> list[tuple]:
+        out = [("weight", (a["out_features"], a["in_features"]), ("he", a["in_features"]))]
+        if a["bias"]:
+            out.append(("bias", (a["out_features"],), ("bias", a["in_features"])))
+        return out
 
     def check_args(self, a: dict) -> None:
         positive(a, "out_features")
@@ -73,11 +109,28 @@ class Linear(LayerKind):
 
 
 @register
-class Identity(LayerKind):
+class Identity(Weightless, LayerKind):
     name = "identity"
     torch_class = "nn.Identity"
     doc = "passes its input through (an empty branch)"
     rank = None
+    params = ()
+    example = "identity()"
+
+    def lower_torch(self, layer, exprs=None):
+        return torch_call(layer, 0, exprs)
+
+    def lower_onnx(self, g, layer, x: str) -> str:
+        return identity_onnx(g, layer, x)
 
     def memory(self, a: dict, x: Shape, y: Shape) -> Memory:
         return Memory(aliases=True)
+
+
+def identity_onnx(g, layer, x: str) -> str:
+    """An Identity node keeps a layer that computes nothing in eval mode (identity, dropout)
+    visible and named, unless the graph is folded: then only the network's output needs one,
+    for its name."""
+    if g.fold and layer is not g.final:
+        return x
+    return g.one_node(layer, x, "unary", op="Identity")

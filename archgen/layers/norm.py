@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..onnx_graph import helpers
+from ..torch_calls import torch_call
 from .base import LayerError, LayerKind, Memory, P, Shape, Warn, register
 
 
@@ -17,6 +19,46 @@ class BatchNorm2d(LayerKind):
         P("affine", "bool", True),
         P("track_running_stats", "bool", True),
     )
+    example = "batchnorm2d(eps=0.001)"
+    sum_in_place = True
+    fold_role = "batchnorm"
+
+    def lower_torch(self, layer, exprs=None):
+        return torch_call(layer, 1, exprs)
+
+    def lower_onnx(self, g, layer, x: str) -> str:
+        a = layer.args
+        c = a["num_features"]
+        if a["affine"]:
+            scale, shift = g.weight(layer, "weight"), g.weight(layer, "bias")
+        else:
+            scale = g.const(f"{layer.path}/scale.ones", [1.0] * c)
+            shift = g.const(f"{layer.path}/shift.zeros", [0.0] * c)
+        y = g.output_of(layer, layer.path)
+        if a["track_running_stats"]:
+            g.emit("batchnorm", name=layer.path, y=y, x=x, scale=scale, shift=shift,
+                   mean=g.weight(layer, "running_mean"), var=g.weight(layer, "running_var"),
+                   epsilon=a["eps"])
+        else:
+            g.emit("batchnorm_batch_stats", name=layer.path, y=y, x=x, scale=scale, shift=shift,
+                   h=helpers(layer.path, "mean", "centred", "square", "var", "var_eps", "std",
+                              "normed", "scale", "shift", "scaled"),
+                   axes=g.const(f"{layer.path}/axes", [0, 2, 3], "int64"),
+                   channel_axes=g.const(f"{layer.path}/channel_axes", [1, 2], "int64"),
+                   epsilon=g.const(f"{layer.path}/eps", a["eps"]))
+        return y
+
+    def weight_entries(self, a: dict) -> list[tuple]:
+        c = a["num_features"]
+        out = []
+        if a["affine"]:
+            out += [("weight", (c,), ("uniform", 0.5, 1.5)),
+                    ("bias", (c,), ("uniform", -0.5, 0.5))]
+        if a["track_running_stats"]:
+            out += [("running_mean", (c,), ("uniform", -0.5, 0.5)),
+                    ("running_var", (c,), ("uniform", 0.5, 2.0)),
+                    ("num_batches_tracked", (), ("count",))]
+        return out
 
     def check_args(self, a: dict) -> None:
         if a["eps"] < 0:

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 from .. import shapes
+from ..extras import require
+from ..onnx_graph import helpers
+from ..onnx_graph import spatial as onnx_spatial
 from ..symbolic import holds
-from .base import RF, LayerError, LayerKind, Memory, P, Shape, positive, register, spatial
+from ..torch_calls import Call, arg_item, torch_call
+from .base import (RF, LayerError, LayerKind, Memory, P, Shape, Weightless, positive, register,
+                   spatial)
 from .conv import PADDING_MODES, check_padding_fits
+
+# the module of each padding mode (zeros: nn.ZeroPad2d, or nn.ConstantPad2d with a value)
+_PAD_CLASSES = {"reflect": "nn.ReflectionPad2d", "replicate": "nn.ReplicationPad2d",
+                "circular": "nn.CircularPad2d"}
 
 
 @register
-class Pad2d(LayerKind):
+class Pad2d(Weightless, LayerKind):
     name = "pad2d"
     torch_class = "nn.ZeroPad2d"  # the emitter picks the class matching `mode`
     doc = ("explicit padding: an integer, (left, right) or (left, right, top, bottom), as "
@@ -18,6 +30,25 @@ class Pad2d(LayerKind):
               P("value", "float", 0.0))
     positional_args = ("padding",)
     shape_args = ("padding",)
+    example = "pad2d((1, 2, 0, 1), mode=reflect)"
+
+    @property
+    def torch_classes(self) -> tuple[str, ...]:
+        return ("nn.ZeroPad2d", "nn.ConstantPad2d", *_PAD_CLASSES.values())
+
+    def lower_torch(self, layer, exprs=None) -> Call:
+        a = layer.args
+        if a["mode"] != "zeros":
+            return Call(_PAD_CLASSES[a["mode"]], [arg_item(layer, "padding", exprs)])
+        if a["value"] != 0.0:
+            return Call("nn.ConstantPad2d", [arg_item(layer, "padding", exprs),
+                                             arg_item(layer, "value", exprs)])
+        return Call("nn.ZeroPad2d", [arg_item(layer, "padding", exprs)])
+
+    def lower_onnx(self, g, layer, x: str) -> str:
+        a = layer.args
+        y = g.output_of(layer, layer.path)
+        return g.pad(layer.path, x, y, a["pads"], a["mode"], a["value"])
 
     def check_args(self, a: dict) -> None:
         positive(a, "padding", allow_zero=True)
@@ -50,7 +81,7 @@ class Pad2d(LayerKind):
 
 
 @register
-class Upsample(LayerKind):
+class Upsample(Weightless, LayerKind):
     name = "upsample"
     torch_class = "nn.Upsample"
     doc = "nearest or bilinear upsampling by scale_factor or to size"
@@ -61,6 +92,51 @@ class Upsample(LayerKind):
         P("align_corners", "bool", None),
     )
     shape_args = ("size", "scale_factor")  # keyword-only: upsample(2) would be PyTorch's size=2
+    example = "upsample(scale_factor=2, mode=bilinear)"
+
+    def lower_torch(self, layer, exprs=None) -> Call:
+        return torch_call(layer, 0, exprs)
+
+    def lower_onnx(self, g, layer, x: str) -> str:
+        a = layer.args
+        p = layer.path
+        in_hw, out_hw = onnx_spatial(layer.in_shape), onnx_spatial(layer.out_shape)
+        plan = upsample_plan(a, in_hw, out_hw)
+        scales = a["scale_factor"] or (None, None)
+        if plan == "resize":
+            y = g.output_of(layer, p)
+            mode, coordinates = resize_modes(a)
+            if resize_scales(a, in_hw, out_hw):  # the graph then takes any input size
+                inputs = [x, "", g.const(f"{p}/scales", [float(s) for s in scales])]
+            else:
+                inputs = [x, "", "", g.const(f"{p}/sizes", out_hw, "int64")]
+            g.emit("resize", name=p, y=y, inputs=inputs, mode=mode,
+                   coordinate_transformation_mode=coordinates, nearest_mode="floor")
+            return y
+        if a["mode"] == "nearest":
+            y = g.output_of(layer, p)
+            g.emit("gather_nearest", name=p, y=y, x=x, h=helpers(p, "rows"),
+                   rows=g.const(f"{p}/rows.index",
+                                torch_nearest_indices(in_hw[0], out_hw[0], scales[0]), "int64"),
+                   cols=g.const(f"{p}/cols.index",
+                                torch_nearest_indices(in_hw[1], out_hw[1], scales[1]), "int64"))
+            return y
+        axes = []
+        for ax, tag, i, o, s in ((2, "rows", in_hw[0], out_hw[0], scales[0]),
+                                 (3, "cols", in_hw[1], out_hw[1], scales[1])):
+            i0, i1, w0, w1 = torch_linear_sampling(i, o, s, bool(a["align_corners"]))
+            shape = (o, 1) if ax == 2 else (o,)
+            last = ax == 3
+            y = g.output_of(layer, p) if last else f"{p}/{tag}"
+            axes.append({"axis": ax, "x": x, "y": y, "name": p if last else f"{p}/{tag}",
+                         "h": helpers(f"{p}/{tag}", "lo", "hi", "lo_w", "hi_w"),
+                         "i0": g.const(f"{p}/{tag}.i0", i0, "int64"),
+                         "i1": g.const(f"{p}/{tag}.i1", i1, "int64"),
+                         "w0": g.const(f"{p}/{tag}.w0", w0, shape=shape),
+                         "w1": g.const(f"{p}/{tag}.w1", w1, shape=shape)})
+            x = y
+        g.emit("gather_linear", axes=axes)
+        return x
 
     def check_args(self, a: dict) -> None:
         if (a["size"] is None) == (a["scale_factor"] is None):
@@ -83,3 +159,113 @@ class Upsample(LayerKind):
 
     def receptive_field(self, a: dict, rf: RF, x: Shape, y: Shape) -> RF:
         return rf.scaled(tuple(o / i for o, i in zip(y[1:], x[1:])))
+
+
+# -- ONNX conversions only upsample uses -----------------------------------------------------
+
+def torch_nearest_indices(n_in: int, n_out: int, scale: float | None) -> list[int]:
+    """The source index of each output index in PyTorch's nearest upsampling (CPU), in its
+    float32 arithmetic: min(floor(i * float32(1 / scale)), n_in - 1), with 1 / scale replaced
+    by n_in / n_out when the size was given.
+
+    >>> torch_nearest_indices(2, 82, None)[40:42]  # float32(2 / 82) * 41 lands below 1
+    [0, 0]
+    >>> torch_nearest_indices(5, 7, 1.5)
+    [0, 0, 1, 2, 2, 3, 4]
+    """
+    np = require("numpy", "onnx", "ONNX export")
+    if n_out == n_in:
+        return list(range(n_out))
+    if n_out == 2 * n_in:
+        return [i >> 1 for i in range(n_out)]
+    step = np.float32(1.0 / scale) if scale else np.float32(n_in) / np.float32(n_out)
+    idx = np.floor(np.arange(n_out, dtype=np.float32) * step).astype(np.int64)
+    return [int(i) for i in np.minimum(idx, n_in - 1)]
+
+
+def torch_linear_sampling(n_in: int, n_out: int, scale: float | None, align_corners: bool):
+    """PyTorch's bilinear sampling along one axis (CPU, float32): per output index the two source
+    indices and their weights, out = in[i0] * w0 + in[i1] * w1.
+
+    >>> i0, i1, w0, w1 = torch_linear_sampling(2, 4, 2.0, False)
+    >>> i0, i1, [float(w) for w in w1]
+    ([0, 0, 0, 1], [1, 1, 1, 1], [0.0, 0.25, 0.75, 0.25])
+    """
+    np = require("numpy", "onnx", "ONNX export")
+    f32 = np.float32
+    if n_out == n_in:
+        i = list(range(n_out))
+        return i, i, np.ones(n_out, f32), np.zeros(n_out, f32)
+    if align_corners:
+        step = f32(n_in - 1) / f32(n_out - 1) if n_out > 1 else f32(0)
+        src = step * np.arange(n_out, dtype=f32)
+    else:
+        step = f32(1.0 / scale) if scale else f32(n_in) / f32(n_out)
+        src = step * (np.arange(n_out, dtype=f32) + f32(0.5)) - f32(0.5)
+        src = np.maximum(src, f32(0))
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    w1 = np.clip(src - i0.astype(f32), f32(0), f32(1)).astype(f32)
+    i1 = i0 + (i0 < n_in - 1)
+    return [int(i) for i in i0], [int(i) for i in i1], (f32(1) - w1).astype(f32), w1
+
+
+def upsample_plan(a: dict, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> str:
+    """"resize" where ONNX's Resize to the output size samples exactly PyTorch's source pixels,
+    else "gather" (PyTorch's own sampling, precomputed).
+
+    Resize derives its grid from the sizes (out / in); PyTorch from 1 / scale_factor when one
+    was given, and for nearest it multiplies by a float32 reciprocal whose rounding can pick a
+    different pixel than Resize's exact division (2 -> 82 pixels, index 41). So: bilinear uses
+    Resize unless a fractional scale_factor sets a grid the sizes cannot; nearest uses it only
+    for integral factors where PyTorch's indices are the exact ones.
+
+    >>> upsample_plan({"mode": "nearest", "scale_factor": (2.0, 2.0), "align_corners": None},
+    ...               (8, 8), (16, 16))
+    'resize'
+    >>> upsample_plan({"mode": "nearest", "scale_factor": (1.5, 1.5), "align_corners": None},
+    ...               (5, 5), (7, 7))
+    'gather'
+    """
+    scales = a["scale_factor"] or (None, None)
+    if a["mode"] == "bilinear":
+        if a["align_corners"]:  # PyTorch's grid is (in - 1) / (out - 1) whatever the scale
+            return "resize"
+        exact = all(s is None or Fraction(i) * Fraction(s) == o
+                    for i, o, s in zip(in_hw, out_hw, scales))
+        return "resize" if exact else "gather"
+    for i, o, s in zip(in_hw, out_hw, scales):
+        if o % i or torch_nearest_indices(i, o, s) != [j // (o // i) for j in range(o)]:
+            return "gather"
+    return "resize"
+
+
+def resize_scales(a: dict, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> bool:
+    """Whether Resize can take the scale_factor itself rather than the output size: a
+    scale_factor given, exact in float32 (Resize's scales are float32), with floor(in * scale)
+    the output size, as PyTorch computes it for every input size.
+
+    >>> resize_scales({"scale_factor": (2.0, 2.0)}, (8, 8), (16, 16))
+    True
+    >>> resize_scales({"scale_factor": (0.3, 0.3)}, (10, 10), (3, 3))  # 0.3 is no float32
+    False
+    """
+    np = require("numpy", "onnx", "ONNX export")
+    scales = a.get("scale_factor")
+    if not scales:
+        return False
+    return all(Fraction(float(np.float32(s))) == Fraction(s) and math.floor(i * s) == o
+               for s, i, o in zip(scales, in_hw, out_hw))
+
+
+def resize_modes(a: dict) -> tuple[str, str]:
+    """Resize's mode and coordinate_transformation_mode for PyTorch's upsample: nearest picks
+    floor(i * in / out) ("asymmetric" with nearest_mode "floor"); bilinear samples pixel
+    centres ("half_pixel", clamped at 0 as PyTorch does) or aligns the corner pixels.
+
+    >>> resize_modes({"mode": "bilinear", "align_corners": None})
+    ('linear', 'half_pixel')
+    """
+    if a["mode"] == "nearest":
+        return "nearest", "asymmetric"
+    return "linear", "align_corners" if a["align_corners"] else "half_pixel"
+

@@ -381,6 +381,7 @@ def explain_layer(name: str) -> str | None:
     if inferred:
         lines.append(f"inferred from the input: {inferred.name} (leave it out; a leading value "
                      f"equal to it is accepted as PyTorch writes it, see E306)")
+    lines.append(f"example: {kind.example}")
     return "\n".join(lines) + "\n"
 
 

@@ -104,6 +104,9 @@ def _memory_lines(net: Network, batch: int, dtype: str) -> list[str]:
             f"  Inference peak (MB): {_size(m.inference_peak_bytes)} (no_grad eval forward)"]
 
 
+KEEP_ROWS = 50_000  # rows kept between summary_lines' two passes (~300 bytes each)
+
+
 def render_summary(net: Network, *, collapse: bool = False, batch: int = 1,
                    dtype: str = "float32") -> str:
     return "\n".join(summary_lines(net, collapse=collapse, batch=batch, dtype=dtype))
@@ -111,8 +114,9 @@ def render_summary(net: Network, *, collapse: bool = False, batch: int = 1,
 
 def summary_lines(net: Network, *, collapse: bool = False, batch: int = 1,
                   dtype: str = "float32") -> Iterator[str]:
-    """The lines of render_summary, made one at a time: the rows are made twice (the column
-    widths first, then the lines), so that the table of any network takes no memory a row."""
+    """The lines of render_summary, made one at a time. The column widths need every row
+    first: up to KEEP_ROWS rows are kept from that pass; a larger table's rows are made again
+    for the lines, so that it takes no memory a row."""
     def rows() -> Iterator[tuple[str, str, str, str, str]]:
         runs = _collapse(net.root.items) if collapse else [
             (c, 1, c.params, c.macs, c) for c in net.root.items]
@@ -122,8 +126,13 @@ def summary_lines(net: Network, *, collapse: bool = False, batch: int = 1,
 
     header = ("Layer", "Output shape", "Params", "MACs", "RF")
     widths = [len(h) for h in header]
+    kept: list | None = []
     for r in rows():
         widths = [max(w, len(c)) for w, c in zip(widths, r)]
+        if kept is not None:
+            kept.append(r)
+            if len(kept) > KEEP_ROWS:
+                kept = None
 
     def line(r) -> str:
         return (f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  "
@@ -134,7 +143,7 @@ def summary_lines(net: Network, *, collapse: bool = False, batch: int = 1,
     yield rule
     yield line(header)
     yield "-" * len(rule)
-    for r in rows():
+    for r in rows() if kept is None else kept:
         yield line(r)
     yield rule
     yield f"Total params: {net.total_params:,}"

@@ -128,9 +128,14 @@ def test_json_of_a_large_network_costs_no_memory_per_layer_beyond_its_figures():
     assert peak / n < 1500, peak / n
 
 
-def test_summary_lines_are_the_summary():
-    arch = archgen.load(EXAMPLES / "resnet18.cnn")
-    from archgen.summary import summary_lines
-    for collapse in (False, True):
-        assert "\n".join(summary_lines(arch.network, collapse=collapse)) == \
-            arch.summary(collapse=collapse)
+def test_summary_is_the_same_whether_its_rows_are_kept_or_made_twice(monkeypatch):
+    """A table of more than KEEP_ROWS rows is made twice (widths, then lines) instead of kept;
+    `archgen summary` writes the same text as Architecture.summary()."""
+    from archgen import summary as summary_module
+    arch = archgen.load(EXAMPLES / "resnet50.cnn")
+    kept = [arch.summary(collapse=c) for c in (False, True)]
+    monkeypatch.setattr(summary_module, "KEEP_ROWS", 3)
+    assert [arch.summary(collapse=c) for c in (False, True)] == kept
+    for collapse, text in zip((False, True), kept):
+        args = ["summary", str(EXAMPLES / "resnet50.cnn")] + ["--collapse"] * collapse
+        assert CliRunner().invoke(main, args).output == text + "\n"

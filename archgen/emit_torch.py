@@ -42,7 +42,7 @@ from .layers.base import LayerError, coerce
 from .naming import RESERVED_GLOBALS, check_name, members
 from .quoting import PythonShape, py_comment_text, py_docstring_text, py_literal, verify_python
 from .torch_calls import VARIES as _VARIES
-from .torch_calls import Call, Expr, Exprs, Item, Sum
+from .torch_calls import Call, Expr, Exprs, Helper, Item, Sum
 from .torch_calls import collapse as _collapse
 from .templating import environment
 
@@ -52,20 +52,10 @@ MAX_LISTED = 4  # line numbers listed in one comment
 MAX_SEQUENTIAL_DEPTH = 4  # nn.Sequential( levels a loop of block calls may sit in, for its width
 
 
-@dataclass(frozen=True)
-class Helper:
-    """A fixed class the generated file may need: its template, and the imports, base class
-    and calls its code uses."""
-
-    template: str
-    imports: tuple[str, ...]
-    base: str
-    calls: tuple[str, ...]
-
-
 HELPERS = {
     "Conv2dSame": Helper("conv2d_same.py.j2", ("from torch.nn import functional as F",),
                          "nn.Conv2d", ("F.pad", "F.conv2d", "max")),
+    **{name: h for kind in REGISTRY.values() for name, h in kind.torch_helpers.items()},
 }
 
 

@@ -94,8 +94,9 @@ def empty_windows(in_hw: tuple[int, int], a: dict, out_hw: tuple[int, int]) -> b
 ONNX_OPS = frozenset({
     "Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Conv", "ConvTranspose", "Div",
     "Elu", "Erf", "Flatten", "Gather", "Gelu", "Gemm", "GlobalAveragePool", "GlobalMaxPool",
-    "HardSwish", "Identity", "LeakyRelu", "MaxPool", "Mul", "Pad", "ReduceMax", "ReduceMean",
-    "Relu", "Reshape", "Resize", "Sigmoid", "Slice", "Softmax", "Sqrt", "Sub", "Tanh", "Unsqueeze",
+    "HardSigmoid", "HardSwish", "Identity", "LeakyRelu", "LogSoftmax", "MaxPool", "Mish", "Mul",
+    "Pad", "PRelu", "ReduceMax", "ReduceMean", "Relu", "Reshape", "Resize", "Shape", "Sigmoid",
+    "Slice", "Softmax", "Sqrt", "Sub", "Tanh", "Transpose", "Unsqueeze",
 })
 
 

@@ -25,6 +25,18 @@ class Call:
     brackets: str = "()"
 
 
+@dataclass(frozen=True)
+class Helper:
+    """A fixed class the generated file may need (Conv2dSame, a kind's own module): its
+    template in templates/torch/, and the imports, base class and calls its code uses. A kind
+    lists the ones its lowering may call in `torch_helpers` (name -> Helper)."""
+
+    template: str
+    imports: tuple[str, ...]
+    base: str
+    calls: tuple[str, ...]
+
+
 @dataclass
 class Sum:
     terms: list[str]

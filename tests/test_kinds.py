@@ -12,6 +12,7 @@ from torch import nn
 from archgen import parse
 from archgen.layers import REGISTRY
 from archgen.layers.base import LayerKind
+from archgen.templating import environment
 from archgen.torch_calls import Call, Item, Sum
 
 KINDS = sorted(REGISTRY)
@@ -31,7 +32,12 @@ def test_every_kind_defines_every_facet(name):
     missing = [f for f in METHODS + ATTRIBUTES if not _defined(type(kind), f)]
     assert not missing, f"{name} lacks {missing}: see README 'Adding a layer kind'"
     assert kind.example.startswith(f"{name}("), kind.example
-    assert kind.doc and kind.torch_class.startswith("nn.")
+    assert kind.doc and (kind.torch_class.startswith("nn.") or
+                         kind.torch_class in kind.torch_helpers)
+
+
+def torch_environment():
+    return environment("torch", keep_trailing_newline=True)
 
 
 def _network(kind) -> object:
@@ -58,7 +64,10 @@ def test_example_checks_and_matches_the_module_pytorch_builds(name):
     assert isinstance(call, Call) and all(isinstance(a, Item) for a in call.args)
     if call.func == "Conv2dSame":  # the generated file's own helper: a Conv2d's weights
         call = Call("nn.Conv2d", call.args)
-    module = eval(_source(call), {"nn": nn, "torch": torch})  # noqa: S307 (our own lowering)
+    namespace = {"nn": nn, "torch": torch}
+    for helper in kind.torch_helpers.values():  # the generated file's classes, as it has them
+        exec(torch_environment().get_template(helper.template).render(), namespace)  # noqa: S102
+    module = eval(_source(call), namespace)  # noqa: S307 (our own lowering)
     state = module.state_dict()
     entries = kind.weight_entries(layer.args)
     assert [(role, tuple(shape)) for role, shape, _ in entries] == \

@@ -10,19 +10,27 @@ every in-place kind but relu_, leaky_relu_ and elu_. MACs are 0, as for every ac
 
 from __future__ import annotations
 
+from ..onnx_graph import helpers
 from ..symbolic import holds
 from .activation import _INPLACE, Softmax, _Activation
-from .base import LayerError, Memory, P, Shape
+from .base import LayerError, Memory, P, Shape, register
 
 
+@register
 class Hardsigmoid(_Activation):
     saves_output = False  # backward reads the input
     name = "hardsigmoid"
     torch_class = "nn.Hardsigmoid"
     doc = "relu6(x + 3) / 6: 0 below -3, 1 above 3, linear between"
     params = (_INPLACE,)
+    example = "hardsigmoid()"
+
+    def lower_onnx(self, g, layer, x: str) -> str:
+        # ONNX's max(0, min(1, alpha * x + beta)) with PyTorch's slope and offset
+        return g.one_node(layer, x, "hard_sigmoid", alpha=1 / 6, beta=0.5)
 
 
+@register
 class Hardtanh(_Activation):
     saves_output = False  # backward reads the input
     name = "hardtanh"
@@ -30,6 +38,13 @@ class Hardtanh(_Activation):
     doc = "x clipped to [min_val, max_val]"
     params = (P("min_val", "float", -1.0), P("max_val", "float", 1.0), _INPLACE)
     positional_args = ("min_val", "max_val")
+    torch_positional = 2
+    example = "hardtanh(0.0, 6.0)"
+
+    def lower_onnx(self, g, layer, x: str) -> str:
+        a = layer.args
+        return g.one_node(layer, x, "clip", min=g.const(f"{layer.path}/min", a["min_val"]),
+                          max=g.const(f"{layer.path}/max", a["max_val"]))
 
     def check_args(self, a: dict) -> None:
         if a["max_val"] <= a["min_val"]:  # nn.Hardtanh's own rule and wording
@@ -38,14 +53,18 @@ class Hardtanh(_Activation):
                              helps=["swap them: hardtanh(min_val, max_val)"])
 
 
+@register
 class Mish(_Activation):
     saves_output = False  # backward reads the input
     name = "mish"
     torch_class = "nn.Mish"
     doc = "x * tanh(softplus(x))"
     params = (_INPLACE,)
+    example = "mish()"
+    onnx_op = "Mish"  # opset 18 on; ONNX Runtime's agrees with PyTorch's to a few ulps
 
 
+@register
 class PReLU(_Activation):
     name = "prelu"
     torch_class = "nn.PReLU"
@@ -53,6 +72,23 @@ class PReLU(_Activation):
            "(num_parameters = channels) or one shared (num_parameters=1)")
     params = (P("num_parameters", "int", 1), P("init", "float", 0.25))
     positional_args = ("num_parameters",)
+    torch_positional = 1
+    example = "prelu(4)"
+
+    def weight_entries(self, a: dict) -> list[tuple]:
+        return [("weight", (a["num_parameters"],), ("uniform", -0.5, 0.5))]
+
+    def lower_onnx(self, g, layer, x: str) -> str:
+        """ONNX broadcasts the slope from the last axis: one slope per channel of [C, *]
+        becomes [C, 1, ...]; a shared slope, or one per feature of [F], broadcasts as it is."""
+        n, shape = layer.args["num_parameters"], layer.in_shape
+        weight = g.weight(layer, "weight")
+        if n == 1 or len(shape) == 1:
+            return g.one_node(layer, x, "prelu_shared", weight=weight)
+        slope_shape = g.const(f"{layer.path}/slope_shape", [n] + [1] * (len(shape) - 1),
+                              "int64")
+        return g.one_node(layer, x, "prelu", weight=weight, slope_shape=slope_shape,
+                          h=helpers(layer.path, "slope"))
 
     def check_args(self, a: dict) -> None:
         if a["num_parameters"] < 1:
@@ -77,11 +113,14 @@ class PReLU(_Activation):
         return Memory(saves=("input",))  # and the weight, a parameter
 
 
+@register
 class LogSoftmax(Softmax):
     name = "log_softmax"
     torch_class = "nn.LogSoftmax"
     doc = ("log(softmax(x)) along dim, computed stably (PyTorch counts the batch dimension: "
            "dim=1 is the channels)")
+    example = "log_softmax(dim=1)"
 
+    def lower_onnx(self, g, layer, x: str) -> str:
+        return g.one_node(layer, x, "log_softmax", axis=layer.args["dim"])
 
-KINDS = (Hardsigmoid, Hardtanh, Mish, PReLU, LogSoftmax)

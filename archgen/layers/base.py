@@ -193,6 +193,9 @@ class LayerKind:
     channels_rule: ClassVar[str] = "keep"
     # "conv" or "batchnorm": an eval-mode batchnorm right after a conv folds into it (ONNX).
     fold_role: ClassVar[str | None] = None
+    # The generated file's own classes its PyTorch lowering may call (torch_calls.Helper by
+    # class name, from templates/torch/), where torch.nn has none (channel_slice).
+    torch_helpers: ClassVar[dict] = {}
 
     # -- rules; `a` is the normalised argument dict, `x` the input shape ----------------------
     # Order: check_args (always, even when the input is unknown), then normalise and

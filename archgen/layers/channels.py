@@ -9,8 +9,10 @@ ShuffleNetV2's split (x.chunk(2, dim=1)), `channel_slice(0, in_channels // 2)` b
 
 from __future__ import annotations
 
+from ..onnx_graph import helpers
 from ..symbolic import holds
-from .base import LayerError, LayerKind, Memory, P, Shape, Warn, positive
+from ..torch_calls import Call, Helper, call_args, torch_call
+from .base import LayerError, LayerKind, Memory, P, Shape, Warn, Weightless, positive, register
 
 
 def _channel_axis(kind: str, x: Shape, least: int) -> None:
@@ -21,7 +23,8 @@ def _channel_axis(kind: str, x: Shape, least: int) -> None:
                          helps=[f"move {kind} before flatten()"])
 
 
-class ChannelShuffle(LayerKind):
+@register
+class ChannelShuffle(Weightless, LayerKind):
     name = "channel_shuffle"
     torch_class = "nn.ChannelShuffle"
     doc = ("splits the channels into `groups` groups and interleaves them: channel "
@@ -29,6 +32,18 @@ class ChannelShuffle(LayerKind):
     rank = None
     params = (P("groups", "int"),)
     positional_args = ("groups",)
+    example = "channel_shuffle(2)"
+
+    def lower_torch(self, layer, exprs=None) -> Call:
+        return torch_call(layer, 1, exprs)
+
+    def lower_onnx(self, g, layer, x: str) -> str:
+        """[N, C, *] viewed as [N, g, C / g, rest], the group axes swapped, and the input's
+        own shape again (symbolic sizes included)."""
+        groups, c = layer.args["groups"], layer.in_shape[0]
+        grouped = g.const(f"{layer.path}/grouped_shape", [0, groups, c // groups, -1], "int64")
+        return g.one_node(layer, x, "channel_shuffle", grouped_shape=grouped,
+                          h=helpers(layer.path, "shape", "grouped", "swapped"))
 
     def check_args(self, a: dict) -> None:
         if a["groups"] < 1:  # PyTorch's rule and wording
@@ -63,15 +78,29 @@ class ChannelShuffle(LayerKind):
         return Memory()  # a new tensor; backward is a shuffle, it keeps nothing
 
 
-class ChannelSlice(LayerKind):
+@register
+class ChannelSlice(Weightless, LayerKind):
     name = "channel_slice"
-    torch_class = "ChannelSlice"  # templates/torch: a module for x[:, start:stop]
+    torch_class = "ChannelSlice"  # the generated file's own module for x[:, start:stop]
+    torch_helpers = {"ChannelSlice": Helper("channel_slice.py.j2", (), "nn.Module", ())}
     doc = ("channels start..stop-1 (x[:, start:stop], a view): with channel_slice(0, n) and "
            "channel_slice(n, in_channels) as two branches' heads, ShuffleNetV2's split")
     rank = None
     params = (P("start", "int"), P("stop", "int"))
     positional_args = ("start", "stop")
     shape_args = ("start", "stop")
+    channels_rule = "unknown"  # stop - start: a block using it is written with its numbers
+    example = "channel_slice(0, 2)"
+
+    def lower_torch(self, layer, exprs=None) -> Call:
+        return Call(self.torch_class, call_args(layer, 2, exprs=exprs))
+
+    def lower_onnx(self, g, layer, x: str) -> str:
+        a, p = layer.args, layer.path
+        return g.one_node(layer, x, "channel_slice",
+                          starts=g.const(f"{p}/starts", [a["start"]], "int64"),
+                          ends=g.const(f"{p}/ends", [a["stop"]], "int64"),
+                          axes=g.const(f"{p}/axes", [1], "int64"))
 
     def check_args(self, a: dict) -> None:
         positive(a, "start", "stop", allow_zero=True)
@@ -102,5 +131,3 @@ class ChannelSlice(LayerKind):
     def memory(self, a: dict, x: Shape, y: Shape) -> Memory:
         return Memory(aliases=True)  # a view of the input's storage
 
-
-KINDS = (ChannelShuffle, ChannelSlice)

@@ -305,6 +305,31 @@ or pool to a fixed size before flatten.
     flatten()
     linear(10)          # in_features would be 8 * (H - 2) * (W - 2)
 """),
+    "E438": ("channel_shuffle: groups do not divide the channels", """
+channel_shuffle(groups) splits the C channels into `groups` groups of C / groups and
+interleaves them (ShuffleNet), so groups must divide the channel count, as PyTorch requires.
+
+    conv2d(24, 3)
+    channel_shuffle(5)          # 24 channels in 5 groups
+    channel_shuffle(4)
+"""),
+    "E439": ("channel_slice beyond the input's channels", """
+channel_slice(start, stop) is x[:, start:stop]: channels start..stop-1 of its input. stop may
+be at most the input's channel count (Python would silently clip the slice). In a block,
+in_channels is the input's count: channel_slice(in_channels // 2, in_channels).
+
+    conv2d(16, 3)
+    channel_slice(8, 24)        # only 16 channels
+    channel_slice(8, 16)
+"""),
+    "E440": ("prelu: num_parameters is neither 1 nor the channel count", """
+prelu learns one negative slope shared by every channel (num_parameters=1, the default) or
+one per input channel (num_parameters = channels); PyTorch refuses any other count.
+
+    conv2d(16, 3)
+    prelu(8)                    # 16 channels
+    prelu(16)
+"""),
     "W500": ("stride drops pixels", """
 Some input rows or columns are never read by any window of a conv or pooling layer: the
 stride does not fit the padded input (the last rows are dropped), or the window is narrower
@@ -348,6 +373,22 @@ refuses it ("Expected more than 1 value per channel").
 
     adaptive_avgpool2d(1)
     batchnorm2d(track_running_stats=false)
+"""),
+    "W508": ("channel_shuffle that moves no channel", """
+channel_shuffle(groups) interleaves `groups` groups of C / groups channels; with groups=1 or
+groups = C the order does not change, so the layer does nothing. ShuffleNet shuffles the
+concatenation of its two branches with groups=2.
+
+    conv2d(16, 3)
+    channel_shuffle(1)
+"""),
+    "W509": ("channel_slice that keeps every channel", """
+channel_slice(0, C) on an input of C channels returns the whole input: the layer does nothing.
+Split the channels (ShuffleNetV2: channel_slice(0, in_channels // 2) beside
+channel_slice(in_channels // 2, in_channels)) or remove it.
+
+    conv2d(16, 3)
+    channel_slice(0, 16)
 """),
 }
 

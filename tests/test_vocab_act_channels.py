@@ -403,3 +403,14 @@ def test_random_stacks_compile_and_export(seed):
         x = torch.randn(2, 3, *size)
         with torch.no_grad():
             torch.testing.assert_close(agnostic(x.clone()), ref(x.clone()), rtol=0, atol=0)
+
+
+def test_inplace_after_a_slice_of_a_shared_input_is_refused():
+    """channel_slice is a view: an in-place layer after it at a branch's head overwrites the
+    channels the other branches read (E410), as directly on the merge's input."""
+    spec = ("input [8, 6, 6]\nconv2d(8, 1)\nconcat:\n    branch:\n        channel_slice(0, 4)\n"
+            "        {act}\n    identity()\n")
+    for act in ("relu(inplace=true)", "hardtanh(inplace=true)", "mish(inplace=true)"):
+        arch = archgen.parse(spec.format(act=act), "view.cnn")
+        assert [(d.code, d.span.line) for d in arch.errors] == [("E410", 6)], act
+    assert archgen.parse(spec.format(act="hardsigmoid()"), "view.cnn").ok

@@ -349,7 +349,8 @@ class Propagator:
                               "(linear, dropout)"])
 
 
-_ALIASING = {"identity", "flatten", "dropout", "dropout2d"}  # may return their input itself
+# may return their input itself, or a view of it (channel_slice)
+_ALIASING = {"identity", "flatten", "dropout", "dropout2d", "channel_slice"}
 
 
 def _leading_layers(node: Node):

@@ -414,3 +414,33 @@ def test_inplace_after_a_slice_of_a_shared_input_is_refused():
         arch = archgen.parse(spec.format(act=act), "view.cnn")
         assert [(d.code, d.span.line) for d in arch.errors] == [("E410", 6)], act
     assert archgen.parse(spec.format(act="hardsigmoid()"), "view.cnn").ok
+
+
+@pytest.mark.parametrize("body", [
+    "conv2d(8, 3)\nhardsigmoid()\nconv2d(8, 1)\nhardsigmoid(inplace=true)\nmish()\n"
+    "conv2d(6, 1)\nmish(inplace=true)",
+    "conv2d(8, 3)\nhardtanh(-2.0, 2.0)\nconv2d(8, 1)\nhardtanh(inplace=true)\nprelu()\n"
+    "prelu(8)\nlog_softmax(1)",
+    "prelu(3)\nconv2d(8, 3)\nchannel_shuffle(4)\nconv2d(8, 1)\nchannel_slice(2, 6)\n"
+    "conv2d(4, 1)\nlog_softmax(-1)",
+    "conv2d(8, 3)\nconcat:\n    channel_slice(0, 4)\n    branch:\n        channel_slice(4, 8)\n"
+    "        conv2d(4, 1)\n        relu(inplace=true)\nchannel_shuffle(2)\nconv2d(4, 1)",
+], ids=["hardsigmoid-mish", "hardtanh-prelu-log_softmax", "shuffle-slice", "shufflenet"])
+def test_memory_figures_match_autograd(body):
+    """archgen's saved-for-backward bytes equal what autograd saves (saved_tensors_hooks),
+    and its inference peak what a no_grad forward holds, on stacks of these kinds (the peak
+    without branches only, as test_memory compares it)."""
+    from test_memory import _Live, _saved_bytes
+
+    from archgen.memory import estimate
+    arch = archgen.parse(f"input [3, 12, 10]\n{body}\n", "mem.cnn")
+    torch.manual_seed(0)
+    model = arch.to_torch_module().train()
+    x = torch.randn(3, 3, 12, 10)
+    real = _saved_bytes(model, x)
+    assert estimate(arch.network, batch=3, device="cpu").saved_for_backward_bytes == real
+    if "concat" in body:  # the generated forward keeps branch outputs past the merge
+        return            # (test_memory._PEAK_EXACT)
+    model.eval()
+    assert estimate(arch.network, batch=2, device="cpu").inference_peak_bytes == \
+        _Live(model, torch.randn(2, 3, 12, 10)).peak

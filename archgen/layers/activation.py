@@ -24,10 +24,11 @@ class _Activation(Weightless, LayerKind):
             raise NotImplementedError(f"{self.name} has no ONNX lowering")
         return g.one_node(layer, x, "unary", op=self.onnx_op)
     # what its backward formula reads (PyTorch's derivatives.yaml): the output for relu,
-    # sigmoid, tanh and softmax, the input for the others (relu6 is hardtanh, which reads its
-    # input, elu reads its input unless in place); in place, relu_, leaky_relu_ and elu_
-    # read their result, the input's storage; hardtanh_ (relu6_), silu_ and hardswish_ keep a
-    # copy of the input they overwrite (saved_tensors_hooks shows a new storage, torch 2.13)
+    # sigmoid, tanh, softmax and log_softmax, the input for the others (relu6 is hardtanh,
+    # which reads its input, elu reads its input unless in place; hardsigmoid, mish and prelu
+    # read theirs); in place, relu_, leaky_relu_ and elu_ read their result, the input's
+    # storage; hardtanh_ (relu6_), hardsigmoid_, mish_, silu_ and hardswish_ keep a copy of
+    # the input they overwrite (saved_tensors_hooks shows a new storage, torch 2.13)
     saves_output = True
 
     def memory(self, a: dict, x: Shape, y: Shape) -> Memory:

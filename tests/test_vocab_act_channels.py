@@ -444,3 +444,62 @@ def test_memory_figures_match_autograd(body):
     model.eval()
     assert estimate(arch.network, batch=2, device="cpu").inference_peak_bytes == \
         _Live(model, torch.randn(2, 3, 12, 10)).peak
+
+
+def _call_text(name: str, args: dict) -> str:
+    def lit(v):
+        return "true" if v is True else "false" if v is False else "none" if v is None else \
+            repr(v)
+    return f"{name}({', '.join(f'{k}={lit(v)}' for k, v in args.items())})"
+
+
+def test_verdicts_and_shapes_through_the_checker():
+    """The same verdicts from specs, inputs of every rank: the checker accepts exactly what
+    PyTorch runs (bar the deliberate refusals: a log-softmax over the batch, an empty or
+    clipped slice) and gives the shape PyTorch gives."""
+    rng = random.Random(23)
+    for i in range(160):
+        x = _shape(rng)
+        c = x[0]
+        pick = rng.randrange(6)
+        if pick == 0:
+            lo, hi = round(rng.uniform(-2, 2), 2), round(rng.uniform(-2, 2), 2)
+            name, args, make = "hardtanh", {"min_val": lo, "max_val": hi}, \
+                lambda lo=lo, hi=hi: nn.Hardtanh(lo, hi)
+        elif pick == 1:
+            n = rng.choice([1, c, c + 1, 0])
+            name, args, make = "prelu", {"num_parameters": n}, lambda n=n: nn.PReLU(n)
+        elif pick == 2:
+            g = rng.choice([1, 2, 3, 4, -1])
+            name, args, make = "channel_shuffle", {"groups": g}, lambda g=g: nn.ChannelShuffle(g)
+        elif pick == 3:
+            d = rng.randrange(1, len(x) + 1) * rng.choice([1, -1])
+            name, args, make = "log_softmax", {"dim": d}, lambda d=d: nn.LogSoftmax(d)
+        elif pick == 4:
+            a, b = rng.randint(0, c), rng.randint(1, c + 1)
+            name, args = "channel_slice", {"start": a, "stop": b}
+            make = (lambda a=a, b=b: _Lambda(lambda t: t[:, a:b])) if a < b <= c else \
+                (lambda: (_ for _ in ()).throw(ValueError("refused")))
+        else:
+            name, args, make = rng.choice([("hardsigmoid", {}, nn.Hardsigmoid),
+                                           ("mish", {}, nn.Mish)])
+        arch = archgen.parse(f"input {list(x)}\n{_call_text(name, args)}\n", f"case{i}.cnn")
+        theirs = _torch_verdict(make, x)
+        assert arch.ok == (theirs[0] == "ok"), (i, name, args, x, [str(d) for d in arch.errors])
+        if arch.ok:
+            assert arch.network.output_shape == theirs[1]
+            assert arch.network.total_params == theirs[2]
+
+
+@pytest.mark.parametrize("body", [
+    "input [6, 10]\nprelu(6)\nchannel_shuffle(3)\nhardsigmoid()\nchannel_slice(1, 4)\n"
+    "hardtanh(-0.5, 0.5)\nlog_softmax(1)",
+    "input [6, 4, 5, 3]\nprelu(6)\nchannel_shuffle(2)\nmish()\nchannel_slice(2, 6)\n"
+    "log_softmax(-1)",
+    "input [12]\nprelu(12)\nhardsigmoid()\nchannel_slice(3, 9)\nmish()\nlog_softmax(1)",
+], ids=["CL", "CDHW", "F"])
+def test_parity_at_every_rank(body):
+    from archgen import parity
+    arch = archgen.parse(body + "\n", "ranks.cnn")
+    report = parity.run_parity(arch.network, batch=2, seed=1)
+    assert report.ok, report.to_text()

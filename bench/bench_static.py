@@ -1,23 +1,30 @@
 """Benchmark of the static path's scaling (run by hand; not a test).
 
-    python bench/bench_static.py [--runs 3] [--sizes 99,999,9999,99999] [--flat]
-                                 [--no-gc-trial] [--tracemalloc]
+    python bench/bench_static.py [--runs 3] [--sizes 100,1000,10000,100000,1000000]
+                                 [--onnx-max 10000] [--flat] [--gc-trial] [--tracemalloc]
 
-Generated specs of N layers (conv2d, batchnorm2d, relu; `repeat N/3:` over the three, or
-written out one per line with --flat, which MAX_LINES bounds at 50,000 lines) through check
-(parse + check), summary, JSON (to_json + json.dumps) and compile (the PyTorch source), each
-size in a fresh process, CPU time per stage (the machine is shared: CPU time is steadier than
-wall time), median of --runs processes, with microseconds per layer and the process's peak RSS.
-Each size runs twice: as archgen does (the AST and IR frozen out of the cyclic collector after
-checking, api._no_cyclic_gc) and with gc.freeze made a no-op (the collector rescans them;
---no-gc-trial leaves this out). The ratio column is the time over the previous size's, against
-the ratio of the sizes: linear growth keeps the two equal. --tracemalloc adds one run per size
-of check alone under tracemalloc: the peak of Python allocations per layer.
+Generated specs of N layers (conv2d, batchnorm2d, relu; `repeat N/3:` over the three, the
+remainder written after it, or written out one per line with --flat, which MAX_LINES bounds at
+50,000 lines) through each stage as the CLI runs it, each size in a fresh process:
 
-The limits (archgen/limits.py) admit 100,000 layers (MAX_LAYERS): identical layer calls reuse
-the first one's outcome, so a repeat's copies cost a layer each and no step of MAX_EXPANDED.
-Check alone would fit 1,000,000 layers (--sizes 999999 runs it with MAX_LAYERS lifted in the
-child), but JSON's peak memory per layer puts that network past the 2 GB any spec must fit.
+- check: parse and check (`archgen check`);
+- summary: summary.write_summary into /dev/null (`archgen summary`, rows made as written);
+- JSON: report.write_json of to_json(lazy=True) into /dev/null (`archgen check --format json`);
+- torch: the PyTorch source (`archgen compile --target torch`: render_torch, which parses and
+  verifies the generated file);
+- onnx: build_onnx and its serialisation (`archgen compile --target onnx`), up to --onnx-max
+  layers (it costs ~1.5 ms a layer, so a million layers would take about half an hour).
+
+The emitters' modules (and torch and onnx) are imported before the clock starts: the stages
+measure work, not imports.
+
+CPU time per stage (the machine is shared: CPU time is steadier than wall time), median of
+--runs processes; in brackets the time over the previous size's, against the sizes' ratio
+(linear growth keeps the two equal). Peak RSS of the process after check, after JSON (summary
+and JSON stream, so this is the largest of check, summary and JSON) and after compile.
+--gc-trial also runs each size with gc.freeze made a no-op (the collector then rescans the AST
+and IR during every later stage). --tracemalloc adds one run per size of check alone under
+tracemalloc: the peak of Python allocations per layer.
 """
 
 from __future__ import annotations
@@ -32,15 +39,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
-import gc, json, resource, sys, time, tracemalloc
+import gc, json, os, resource, sys, time, tracemalloc
 sys.path.insert(0, sys.argv[3])
 n, freeze, flat, traced = int(sys.argv[1]), sys.argv[2] == "1", sys.argv[4] == "1", sys.argv[5] == "1"
+onnx = sys.argv[6] == "1"
 if not freeze:
     gc.freeze = lambda: None
 import archgen
+from pathlib import Path
+if (Path(sys.argv[3]) / "templates").is_dir():  # the measured tree's templates, not those
+    import archgen.templating                    # of an editable install elsewhere
+    archgen.templating.template_root = lambda: Path(sys.argv[3]) / "templates"
 from archgen import checker
 checker.MAX_LAYERS = max(checker.MAX_LAYERS, n)  # past the limit only when asked for
-from archgen.emit_torch import render_torch
+from archgen.report import write_json
+from archgen.summary import write_summary
 calls = ("conv2d(4, 3, padding=1)\n", "batchnorm2d()\n", "relu()\n")
 if flat:
     body = "".join(calls[i % 3] for i in range(n))
@@ -54,67 +67,92 @@ if traced:
     arch.check()
     print(json.dumps({"traced": tracemalloc.get_traced_memory()[1] / n}))
     sys.exit()
+import jinja2, archgen.emit_torch  # imports are not the stages' work
+rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+sink = open(os.devnull, "w").write
 t = time.process_time()
 arch = archgen.parse(text)
 errors = [d.code for d in arch.check() if d.is_error]
 out["check"] = time.process_time() - t
 assert not errors, errors
+assert len(arch.layers) == n
+out["rss_check"] = rss()
 t = time.process_time()
-arch.summary()
+write_summary(arch.network, sink)
 out["summary"] = time.process_time() - t
 t = time.process_time()
-json.dumps(arch.to_json())
+write_json([arch.to_json(lazy=True)], sink)
 out["json"] = time.process_time() - t
+out["rss_json"] = rss()
 t = time.process_time()
-render_torch(arch.network)
-out["compile"] = time.process_time() - t
-out["rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+arch.to_torch_source()
+out["torch"] = time.process_time() - t
+out["rss_torch"] = rss()
+if onnx:  # imported here, so that the RSS figures above are archgen's alone
+    import onnx as _onnx, torch as _torch
+    from archgen.emit_onnx import build_onnx
+    t = time.process_time()
+    build_onnx(arch.network).SerializeToString()
+    out["onnx"] = time.process_time() - t
+    out["rss_onnx"] = rss()
 print(json.dumps(out))
 """
 
-STAGES = ("check", "summary", "json", "compile")
+STAGES = ("check", "summary", "json", "torch", "onnx")
+MEMORY = ("rss_check", "rss_json", "rss_torch", "rss_onnx")
 
 
-def child(n: int, freeze: bool, flat: bool, traced: bool) -> dict[str, float]:
+def child(n: int, freeze: bool, flat: bool, traced: bool, onnx: bool) -> dict[str, float]:
     p = subprocess.run([sys.executable, "-c", CHILD, str(n), "1" if freeze else "0", str(ROOT),
-                        "1" if flat else "0", "1" if traced else "0"],
-                       capture_output=True, text=True, check=True)
+                        "1" if flat else "0", "1" if traced else "0", "1" if onnx else "0"],
+                       capture_output=True, text=True)
+    if p.returncode:
+        raise SystemExit(f"{n} layers: the child failed:\n{p.stderr[-3000:]}")
     return json.loads(p.stdout)
 
 
-def measure(n: int, freeze: bool, runs: int, flat: bool) -> dict[str, float]:
-    rows = [child(n, freeze, flat, False) for _ in range(runs)]
-    return {s: statistics.median(r[s] for r in rows) for s in (*STAGES, "rss")}
+def measure(n: int, freeze: bool, runs: int, flat: bool, onnx: bool) -> dict[str, float]:
+    rows = [child(n, freeze, flat, False, onnx) for _ in range(runs)]
+    return {k: statistics.median(r[k] for r in rows) for k in (*STAGES, *MEMORY)
+            if k in rows[0]}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--sizes", default="99,999,9999,99999")
+    ap.add_argument("--sizes", default="100,1000,10000,100000,1000000")
+    ap.add_argument("--onnx-max", type=int, default=10_000)
     ap.add_argument("--flat", action="store_true")
-    ap.add_argument("--no-gc-trial", action="store_true")
+    ap.add_argument("--gc-trial", action="store_true")
     ap.add_argument("--tracemalloc", action="store_true")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"CPU seconds per stage ({'flat' if args.flat else 'repeat'} specs), median of",
           args.runs, "processes; (x) = over the previous size, against the sizes' ratio; "
-          "us/layer of check; peak RSS of the process")
-    for freeze in (True,) if args.no_gc_trial else (True, False):
+          "us/layer of check; peak RSS (MB) after check, after JSON, after compile "
+          "(torch; onnx)")
+    for freeze in (True, False) if args.gc_trial else (True,):
         print(f"\n== {'IR frozen after checking (archgen)' if freeze else 'gc.freeze a no-op'} ==")
-        print(f"{'layers':>8s} " + " ".join(f"{s:>17s}" for s in STAGES) +
-              f" {'us/layer':>8s} {'RSS MB':>7s}" + (" traced B/layer" if args.tracemalloc else ""))
-        prev = None
+        print("| layers | " + " | ".join(STAGES) + " | check us/layer | RSS check | RSS JSON | "
+              "RSS torch | RSS onnx |" + (" traced B/layer |" if args.tracemalloc else ""))
+        print("| ---: " * (len(STAGES) + 6 + args.tracemalloc) + "|")
+        prev: dict[str, tuple[int, float]] = {}
         for n in sizes:
-            m = measure(n, freeze, args.runs, args.flat)
+            m = measure(n, freeze, args.runs, args.flat, n <= args.onnx_max)
             cells = []
             for s in STAGES:
-                ratio = f"({m[s] / prev[1][s]:.1f}x/{n / prev[0]:.0f}x)" if prev else ""
-                cells.append(f"{m[s]:7.3f} {ratio:>9s}")
-            traced = (f" {child(n, freeze, args.flat, True)['traced']:14.0f}"
+                if s not in m:
+                    cells.append("-")
+                    continue
+                ratio = (f" ({m[s] / prev[s][1]:.1f}x/{n / prev[s][0]:.0f}x)"
+                         if s in prev and prev[s][1] > 0 else "")
+                cells.append(f"{m[s]:.3f}{ratio}")
+                prev[s] = (n, m[s])
+            mem = [f"{m[k]:,.0f}" if k in m else "-" for k in MEMORY]
+            traced = (f" {child(n, freeze, args.flat, True, False)['traced']:,.0f} |"
                       if args.tracemalloc else "")
-            print(f"{n:8d} " + " ".join(cells) + f" {m['check'] / n * 1e6:8.1f} "
-                  f"{m['rss']:7.0f}" + traced, flush=True)
-            prev = (n, m)
+            print(f"| {n:,} | " + " | ".join(cells) + f" | {m['check'] / n * 1e6:.1f} | "
+                  + " | ".join(mem) + " |" + traced, flush=True)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from .symbolic import to_json as _size
 
 def arg_text(v) -> str:
     if isinstance(v, tuple):
-        if len(v) == 2 and v[0] == v[1]:
+        if len(v) in (1, 2, 3) and len(set(v)) == 1:  # one value per spatial axis, all equal
             return arg_text(v[0])
         return "(" + ", ".join(arg_text(i) for i in v) + ")"
     if isinstance(v, float):
@@ -57,7 +57,7 @@ def _call_text(layer: Layer) -> str:
             continue
         if p.type == "ints":  # a shape or dims, as written: layernorm(96), permute(1, 2, 0)
             items = ", ".join(map(str, v))
-            bare = len(v) == 1 or p.name == getattr(layer.kind, "variadic", None)
+            bare = len(v) == 1 or p.name == layer.kind.variadic
             parts.append(items if bare else f"({items})")
             continue
         if p.default is REQUIRED:
@@ -282,7 +282,7 @@ def _scalar(o) -> str:
 
 def _float(o: float) -> str:
     """json's floatstr (allow_nan=True)."""
-    if o != o:
+    if math.isnan(o):
         return "NaN"
     if o == _INF:
         return "Infinity"

@@ -589,11 +589,7 @@ class _Walk:
             raise _NotGeneric(f"line {stmt.span.line}: lowered differently")
         if call.func in HELPERS:
             self.low.helpers.add(call.func)
-        if kind.channels_rule == "unknown":
-            c = None
-        elif kind.channels_rule != "keep":  # the argument that sets them
-            c = written.get(kind.channels_rule)
-        return call, c
+        return call, kind.channels_expr(written, c)
 
     def bind(self, stmt: sx.Call, positional: list[str], allowed) -> dict[str, sx.Expr]:
         written: dict[str, sx.Expr] = {}

@@ -280,6 +280,9 @@ FOCUS = [
     "relu(inplace=true)", "relu6(inplace=true)", "leaky_relu(0.2, inplace=true)",
     "elu(alpha=0.5, inplace=true)", "gelu(approximate=tanh)", "gelu()",
     "silu(inplace=true)", "sigmoid()", "tanh()", "hardswish(inplace=true)", "softmax(dim=-1)",
+    "hardsigmoid(inplace=true)", "hardtanh(-2.0, 3.0, inplace=true)", "mish(inplace=true)",
+    "conv2d(4, 1)\nprelu(4, init=0.1)", "log_softmax(dim=1)", "conv2d(4, 1)\nchannel_shuffle(2)",
+    "conv2d(4, 1)\nchannel_slice(1, 3)",
     "dropout(p=0.1, inplace=true)", "dropout2d(p=0.3, inplace=true)",
     "pad2d((1, 2, 0, 1), value=0.5)", "pad2d(1, mode=zeros)", "pad2d((1, 2), mode=reflect)",
     "pad2d(1, mode=replicate)", "pad2d((0, 1, 1, 0), mode=circular)",
@@ -533,12 +536,14 @@ def random_spec(seed: int) -> str:
 
 
 RANDOM_SEEDS = range(max(48, len(FOCUS)))
+RANK_SEEDS = range(40)  # 1-D and 3-D stacks (tests/test_ranks.py's generator)
 
 
 def _specs() -> dict[str, str]:
     specs = {f"example/{p.name}": p.read_text(encoding="utf-8") for p in EXAMPLES}
     specs.update({f"case/{k}": v for k, v in CASES.items()})
     specs.update({f"random/{seed}": random_spec(seed) for seed in RANDOM_SEEDS})
+    specs.update({f"random/rank{seed}": random_rank_spec(seed) for seed in RANK_SEEDS})
     return specs
 
 
@@ -925,7 +930,8 @@ def _features(net) -> set[str]:
 
 
 def test_random_specs_cover_every_option():
-    found = set().union(*(_features(_net(SPECS[f"random/{s}"])) for s in RANDOM_SEEDS))
+    found = set().union(*(_features(_net(SPECS[f"random/{s}"])) for s in RANDOM_SEEDS),
+                        *(_features(_net(SPECS[f"random/rank{s}"])) for s in RANK_SEEDS))
     expected = {"add", "concat", "branch:named", "merge:nested", "conv2d.padding=same",
                 "conv2d.padding=valid", "module:class:block", "module:sequential:block",
                 "module:class:group", "module:sequential:group"}
@@ -935,7 +941,7 @@ def test_random_specs_cover_every_option():
         for p in kind.params:
             if p.inferred or p.default is REQUIRED or p.name == "return_indices":
                 continue
-            if kind.name == "conv_transpose2d" and p.name == "padding_mode":
+            if kind.name.startswith("conv_transpose") and p.name == "padding_mode":
                 continue  # zeros is its only value
             expected.add(f"{kind.name}.{p.name}")
             expected |= {f"{kind.name}.{p.name}={c}" for c in p.choices}

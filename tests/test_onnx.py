@@ -241,6 +241,11 @@ softmax(dim=2)""",
                                 "align_corners=true)",
     "up_bilinear_false": "input [2, 5, 7]\nupsample(size=(11, 3), mode=bilinear, "
                          "align_corners=false)",
+    # activations and channel operations (activation_extra.py, channels.py)
+    "activations_extra": "input [6, 5, 4]\nhardsigmoid()\nhardtanh(-0.5, 0.75)\nmish()\n"
+                         "prelu()\nprelu(6, init=0.1)\nlog_softmax(dim=1)\nlog_softmax(dim=-1)",
+    "channel_ops": "input [8, 5, 4]\nchannel_shuffle(4)\nchannel_slice(2, 8)\n"
+                   "channel_shuffle(3)\nflatten()\nprelu(120)\nchannel_slice(10, 40)",
     # merges
     "add3_concat": """input [4, 6, 6]
 add:

@@ -197,6 +197,16 @@ class LayerKind:
     # class name, from templates/torch/), where torch.nn has none (channel_slice).
     torch_helpers: ClassVar[dict] = {}
 
+    def channels_expr(self, written: dict, c):
+        """Its output channels as a spec expression, for a block class's channel expressions:
+        `c` (its input's) kept, None when unknown, or the argument that sets them, as
+        `channels_rule` says; `written` maps arguments to the expressions written for them."""
+        if self.channels_rule == "unknown":
+            return None
+        if self.channels_rule == "keep":
+            return c
+        return written.get(self.channels_rule)
+
     # -- rules; `a` is the normalised argument dict, `x` the input shape ----------------------
     # Order: check_args (always, even when the input is unknown), then normalise and
     # output_shape (raise when the shape cannot be computed), then check_input (problems

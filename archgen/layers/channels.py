@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ..onnx_graph import helpers
 from ..symbolic import holds
+from ..syntax import BinOp, Num
 from ..torch_calls import Call, Helper, call_args, torch_call
 from .base import LayerError, LayerKind, Memory, P, Shape, Warn, Weightless, positive, register
 
@@ -89,8 +90,16 @@ class ChannelSlice(Weightless, LayerKind):
     params = (P("start", "int"), P("stop", "int"))
     positional_args = ("start", "stop")
     shape_args = ("start", "stop")
-    channels_rule = "unknown"  # stop - start: a block using it is written with its numbers
+    channels_rule = "unknown"  # stop - start, which channels_expr writes
     example = "channel_slice(0, 2)"
+
+    def channels_expr(self, written: dict, c):
+        start, stop = written.get("start"), written.get("stop")
+        if start is None or stop is None:
+            return None
+        if isinstance(start, Num) and start.value == 0:
+            return stop
+        return BinOp(stop.span, "-", stop, start)  # a block class's `in_channels - ...`
 
     def lower_torch(self, layer, exprs=None) -> Call:
         return Call(self.torch_class, call_args(layer, 2, exprs=exprs))

@@ -210,12 +210,13 @@ counts must be divisible by groups. A depthwise convolution has groups = in_chan
     conv2d(16, 3, groups=4)
 """),
     "E405": ("wrong input rank", """
-A layer for feature maps [C, H, W] (conv2d, pooling, batchnorm2d, dropout2d) got flat
-features, or linear got a feature map. archgen refuses linear on a feature map because
-PyTorch would silently apply it to the last axis only.
+A layer got an input of another rank than it takes: a layer for feature maps [C, H, W]
+(conv2d, pooling, batchnorm2d, dropout2d, instancenorm2d, layernorm2d) got flat features, or
+instancenorm1d/3d got a map of another rank. (linear takes any rank: it acts on the last
+dimension, as nn.Linear does; see W507.)
 
-    conv2d(16, 3)
-    linear(10)                  # add flatten() before it
+    flatten()
+    conv2d(16, 3)               # move it before flatten()
 """),
     "E406": ("add: shapes differ between branches", """
 add sums its branches element by element, so every branch must give the same shape. A
@@ -305,6 +306,40 @@ or pool to a fixed size before flatten.
     flatten()
     linear(10)          # in_features would be 8 * (H - 2) * (W - 2)
 """),
+    "E430": ("normalized_shape does not match the input", """
+layernorm(normalized_shape) normalises each sample over its LAST len(normalized_shape)
+dimensions, which must have exactly those sizes; the batch is never among them. To normalise
+over the channels of a [C, H, W] map use layernorm2d(), or permute the channels last first.
+
+    conv2d(96, 4, stride=4)     # [96, 14, 14]
+    layernorm(96)               # the last dim is 14
+    permute(1, 2, 0)            # fixed: [14, 14, 96]
+    layernorm(96)
+"""),
+    "E431": ("groupnorm's groups do not divide the channels", """
+groupnorm(num_groups) normalises groups of channels of equal size, so num_groups must divide
+the channel count (PyTorch: "num_channels must be divisible by num_groups").
+
+    conv2d(48, 3)
+    groupnorm(5)                # 48 channels do not split into 5 groups
+    groupnorm(6)                # fixed
+"""),
+    "E432": ("instance norm over one element", """
+Without running statistics an instance norm normalises each channel of each sample with its
+own mean and variance, in eval mode too; over a single value (a 1x1 map, a length-1
+sequence) PyTorch refuses it ("Expected more than 1 spatial element when training").
+
+    adaptive_avgpool2d(1)
+    instancenorm2d()            # one value per channel
+"""),
+    "E433": ("dims are not a permutation", """
+permute(dims...) lists every dimension of the input once, WITHOUT the batch dimension:
+permute(1, 2, 0) turns [C, H, W] into [H, W, C] (x.permute(0, 2, 3, 1) in PyTorch). Negative
+dims count from the end.
+
+    permute(0, 2, 3, 1)         # PyTorch's dims, batch included
+    permute(1, 2, 0)            # fixed
+"""),
     "E438": ("channel_shuffle: groups do not divide the channels", """
 channel_shuffle(groups) splits the C channels into `groups` groups of C / groups and
 interleaves them (ShuffleNet), so groups must divide the channel count, as PyTorch requires.
@@ -349,8 +384,8 @@ pooling or a linear layer says this more directly. For adaptive pooling: the out
 than the input, so pixels are repeated.
 """),
     "W502": ("very high dropout", """
-dropout's p is the probability of zeroing an activation. p >= 0.9 drops almost everything;
-did you mean the keep probability 1 - p?
+dropout's p is the probability of zeroing an activation (stochastic_depth's, of dropping a
+residual branch). p >= 0.9 drops almost everything; did you mean the keep probability 1 - p?
 
     dropout(0.9)
 """),
@@ -373,6 +408,24 @@ refuses it ("Expected more than 1 value per channel").
 
     adaptive_avgpool2d(1)
     batchnorm2d(track_running_stats=false)
+"""),
+    "W506": ("instance norm over one element in training", """
+With track_running_stats=true an instance norm on a single value per channel (a 1x1 map)
+runs in eval mode, with the running statistics, but PyTorch refuses it in training mode
+("Expected more than 1 spatial element when training"): the network cannot be trained as
+written.
+
+    adaptive_avgpool2d(1)
+    instancenorm2d(track_running_stats=true)
+"""),
+    "W507": ("linear on a last dimension of size 1", """
+linear acts on the last dimension of its input, as nn.Linear does: on a map [C, 1, 1] (after
+a global pool) it mixes a single value and leaves [C, 1, out_features], which is almost
+always a missing flatten(). On a map permuted channels last (ConvNeXt) the last dimension is
+the channels, as meant.
+
+    adaptive_avgpool2d(1)
+    linear(10)                  # [C, 1, 10]: add flatten() before it
 """),
     "W508": ("channel_shuffle that moves no channel", """
 channel_shuffle(groups) interleaves `groups` groups of C / groups channels; with groups=1 or

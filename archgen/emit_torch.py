@@ -554,7 +554,9 @@ class _Walk:
             raise _NotGeneric("names that change with the arguments")
         self.attrs.append(attrs[0])
         init.append(Item(expr, f"self.{attrs[0]} = ", nodes, shown))
-        forward.append(Item(Call(f"self.{attrs[0]}", [Item(cur)]), f"{dst} = ", nodes, shown))
+        apply = nodes[0].kind.torch_forward(f"self.{attrs[0]}", cur) \
+            if isinstance(nodes[0], Layer) else Call(f"self.{attrs[0]}", [Item(cur)])
+        forward.append(Item(apply, f"{dst} = ", nodes, shown))
         return c, dst
 
     lists = False  # a sequential block with an `if`: members appended to a list
@@ -563,7 +565,8 @@ class _Walk:
 
     def layer(self, stmt: sx.Call, nodes: list[Layer], active: list[int], c):
         kind = nodes[0].kind
-        written = self.bind(stmt, [p.name for p in kind.positional], {p.name for p in kind.params})
+        written = self.bind(stmt, [p.name for p in kind.positional], {p.name for p in kind.params},
+                            kind.variadic)
         schema = {p.name: p for p in kind.params}
         exprs: Exprs = {}
         for name, e in written.items():
@@ -591,10 +594,16 @@ class _Walk:
             self.low.helpers.add(call.func)
         return call, kind.channels_expr(written, c)
 
-    def bind(self, stmt: sx.Call, positional: list[str], allowed) -> dict[str, sx.Expr]:
+    def bind(self, stmt: sx.Call, positional: list[str], allowed,
+             variadic: str | None = None) -> dict[str, sx.Expr]:
         written: dict[str, sx.Expr] = {}
         overrides = getattr(stmt, "overrides", set())
-        for n, arg in enumerate(stmt.args):
+        args = stmt.args
+        values = [a.value for a in args if a.name is None]
+        if variadic and len(values) > 1:  # permute(1, 2, 0): dims=(1, 2, 0)
+            args = [sx.Arg(None, sx.TupleExpr(stmt.span, values), stmt.span)] + \
+                [a for a in args if a.name is not None]
+        for n, arg in enumerate(args):
             name = arg.name if arg.name is not None else (
                 positional[n] if n < len(positional) else None)
             if name is None or name not in allowed or (name in written and
@@ -987,7 +996,8 @@ class _Lowering:
         cur = src
         for node in items:
             if isinstance(node, Layer) or (isinstance(node, Seq) and node.module):
-                call = Call(f"self.{self.attr(node)}", [Item(cur)])
+                call = node.kind.torch_forward(f"self.{self.attr(node)}", cur) \
+                    if isinstance(node, Layer) else Call(f"self.{self.attr(node)}", [Item(cur)])
                 out.append(Item(call, f"{dst} = ", [node]))
                 cur = dst
             elif isinstance(node, Seq):  # an anonymous branch: its layers belong to this module

@@ -99,10 +99,15 @@ def members(seq: Seq) -> tuple[list[Node], bool]:
     return found, merged
 
 
+def _parameter(node: Node) -> bool:
+    """A layer that is a parameter of its module (layer_scale), applied in its forward."""
+    return isinstance(node, Layer) and node.kind.parameter
+
+
 def assign_paths(net: Network) -> list[NameProblem]:
     root = net.root
     found, merged = members(root)
-    if not merged and not any(m.name for m in found):
+    if not merged and not any(m.name or _parameter(m) for m in found):
         inner = Seq(root.span, root.in_shape, root.out_shape, root.rf, root.params, root.macs,
                     name="layers", items=root.items, label="layers", module=True)
         root.items = [inner]
@@ -113,7 +118,7 @@ def assign_paths(net: Network) -> list[NameProblem]:
 
 def _assign(seq: Seq, prefix: str, problems: list[NameProblem], is_root: bool = False) -> None:
     found, merged = members(seq)
-    named = any(m.name for m in found)
+    named = any(m.name or _parameter(m) for m in found)  # a parameter needs a forward
     seq.style = "class" if (is_root or merged or named) else "sequential"
     if seq.style == "sequential":
         for i, m in enumerate(found):

@@ -97,6 +97,7 @@ ONNX_OPS = frozenset({
     "HardSigmoid", "HardSwish", "Identity", "LeakyRelu", "LogSoftmax", "MaxPool", "Mish", "Mul",
     "Pad", "PRelu", "ReduceMax", "ReduceMean", "Relu", "Reshape", "Resize", "Shape", "Sigmoid",
     "Slice", "Softmax", "Sqrt", "Sub", "Tanh", "Transpose", "Unsqueeze",
+    "InstanceNormalization", "LayerNormalization", "MatMul",  # normalization.py, linear on N-D
 })
 
 
@@ -186,8 +187,8 @@ class Graph:
         self.produced.append((value, node))
         return value
 
-    def weight(self, layer, role: str) -> str:
-        key = f"{layer.path}.{role}"
+    def weight(self, layer, role: str | None) -> str:
+        key = layer.path if role is None else f"{layer.path}.{role}"  # None: layer_scale's
         self.initializers[key] = float32(self.state[key])
         return key
 

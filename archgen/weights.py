@@ -49,13 +49,45 @@ BUFFERS = frozenset({"running_mean", "running_var", "num_batches_tracked"})
 
 
 def state_entries(net: Network) -> list[Entry]:
-    """Every state_dict entry of the generated module, layer by layer in forward order."""
+    """Every state_dict entry of the generated module, in its state_dict's order: layer by
+    layer in forward order, a module's own parameters (layer_scale's, role None: the key is
+    the layer's path) before its submodules' entries, as nn.Module.state_dict writes them."""
     entries = []
+    own = False
     for layer in net.layers():
         # each kind says what its module holds, as PyTorch names and shapes it
         for role, shape, init in layer.kind.weight_entries(layer.args):
-            entries.append(Entry(f"{layer.path}.{role}", shape, role, init))
-    return entries
+            key = layer.path if role is None else f"{layer.path}.{role}"
+            entries.append(Entry(key, shape, role, init))
+            own |= role is None
+    return _own_first(entries) if own else entries
+
+
+def _own_first(entries: list[Entry]) -> list[Entry]:
+    """Each module's own parameters moved before the first entry of its submodules.
+
+    >>> e = [Entry(k, (1,), r, ()) for k, r in (("a.conv.weight", "weight"), ("a.s", None),
+    ...                                         ("b", None), ("a.t", None))]
+    >>> [x.key for x in _own_first(e)]
+    ['b', 'a.s', 'a.t', 'a.conv.weight']
+    """
+    out: list[Entry] = []
+    hoisted: dict[str, int] = {}  # module path -> where its next own parameter goes
+    for e in entries:
+        if e.role is not None:
+            out.append(e)
+            continue
+        module = e.key.rpartition(".")[0]
+        prefix = f"{module}." if module else ""
+        at = hoisted.get(module)
+        if at is None:  # before the module's first entry so far
+            at = next((i for i, o in enumerate(out) if o.key.startswith(prefix)), len(out))
+        out.insert(at, e)
+        for m, i in hoisted.items():  # entries after the insertion point moved by one
+            if i > at or (i == at and m != module and m.startswith(prefix)):
+                hoisted[m] = i + 1
+        hoisted[module] = at + 1
+    return out
 
 
 def state_shapes(net: Network) -> dict[str, tuple[int, ...]]:

@@ -90,7 +90,7 @@ def test_summary_table_and_same_upper_note(tmp_path):
 
 
 def test_summary_of_a_broken_spec_prints_diagnostics(tmp_path):
-    spec = write(tmp_path, "input [3, 8, 8]\nlinear(10)\n")
+    spec = write(tmp_path, "input [3, 8, 8]\nflatten()\nconv2d(4, 3)\n")
     result = run("summary", spec)
     assert result.exit_code == 1 and "E405" in result.output and "flatten()" in result.output
 

@@ -18,7 +18,7 @@ from archgen.torch_calls import Call, Item, Sum
 KINDS = sorted(REGISTRY)
 METHODS = ("lower_torch", "lower_onnx", "weight_entries")
 ATTRIBUTES = ("example", "doc", "torch_class", "params")
-INPUTS = {3: "[4, 8, 8]", 1: "[12]", None: "[4, 8, 8]"}
+INPUTS = {1: "[12]", 2: "[4, 16]", 3: "[4, 8, 8]", 4: "[4, 6, 8, 8]"}
 
 
 def _defined(cls: type, name: str) -> bool:
@@ -41,7 +41,8 @@ def torch_environment():
 
 
 def _network(kind) -> object:
-    return parse(f"network T\ninput {INPUTS[kind.rank]}\n{kind.example}\n", "<example>").network
+    rank = kind.rank or getattr(kind, "dims", 2) + 1  # any rank: its own, or a map
+    return parse(f"network T\ninput {INPUTS[rank]}\n{kind.example}\n", "<example>").network
 
 
 def _source(expr) -> str:
@@ -52,6 +53,19 @@ def _source(expr) -> str:
         return " + ".join(expr.terms)
     args = ", ".join(a.head + _source(a.expr) for a in expr.args)
     return f"{expr.func}{expr.brackets[0]}{args}{expr.brackets[1]}"
+
+
+class _Enclosing(nn.Module):
+    """The module a parameter kind's parameter sits on (layer_scale's), under the layer's
+    name, applying it with the kind's forward expression."""
+
+    def __init__(self, name: str, parameter: nn.Parameter, forward) -> None:
+        super().__init__()
+        self.register_parameter(name, parameter)
+        self.expression = _source(forward)
+
+    def forward(self, x):
+        return eval(self.expression, {"self": self, "x": x})  # noqa: S307 (our own lowering)
 
 
 @pytest.mark.parametrize("name", KINDS)
@@ -68,9 +82,11 @@ def test_example_checks_and_matches_the_module_pytorch_builds(name):
     for helper in kind.torch_helpers.values():  # the generated file's classes, as it has them
         exec(torch_environment().get_template(helper.template).render(), namespace)  # noqa: S102
     module = eval(_source(call), namespace)  # noqa: S307 (our own lowering)
+    if kind.parameter:  # a parameter of the enclosing module, applied as its forward does
+        module = _Enclosing(layer.attr, module, kind.torch_forward(f"self.{layer.attr}", "x"))
     state = module.state_dict()
     entries = kind.weight_entries(layer.args)
-    assert [(role, tuple(shape)) for role, shape, _ in entries] == \
+    assert [(role or layer.path, tuple(shape)) for role, shape, _ in entries] == \
         [(k, tuple(v.shape)) for k, v in state.items()]
     params = sum(p.numel() for p in module.parameters())
     assert kind.param_count(layer.args) == params == layer.params

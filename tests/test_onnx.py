@@ -246,6 +246,21 @@ softmax(dim=2)""",
                          "prelu()\nprelu(6, init=0.1)\nlog_softmax(dim=1)\nlog_softmax(dim=-1)",
     "channel_ops": "input [8, 5, 4]\nchannel_shuffle(4)\nchannel_slice(2, 8)\n"
                    "channel_shuffle(3)\nflatten()\nprelu(120)\nchannel_slice(10, 40)",
+    # normalizations (normalization.py): last dims, channels of a map, groups, instances
+    "layernorm": "input [3, 5, 6]\nlayernorm((5, 6), eps=1e-6)\n"
+                 "layernorm(6, elementwise_affine=false)\nlayernorm(6, bias=false)",
+    "layernorm2d": "input [4, 5, 6]\nlayernorm2d(eps=1e-6)\nlayernorm2d(elementwise_affine=false)\n"
+                   "layernorm2d(bias=false)",
+    "groupnorm": "input [6, 5, 4]\ngroupnorm(3)\ngroupnorm(2, affine=false)\nflatten()\ngroupnorm(4)",
+    "instancenorm2d": "input [4, 5, 6]\ninstancenorm2d()\ninstancenorm2d(affine=true)\n"
+                      "instancenorm2d(track_running_stats=true)",
+    "instancenorm1d": "input [4, 7]\ninstancenorm1d(affine=true)\n"
+                      "instancenorm1d(track_running_stats=true, affine=true)",
+    "instancenorm3d": "input [2, 3, 4, 5]\ninstancenorm3d(track_running_stats=true, affine=true)\n"
+                      "instancenorm3d()",
+    # layout (layout.py) and linear on the last dim: ConvNeXt's channels-last MLP
+    "permute_linear_scale": "input [4, 5, 6]\npermute(1, 2, 0)\nlinear(8)\nlinear(3, bias=false)\n"
+                            "permute(2, 0, 1)\nlayer_scale(0.5)\nstochastic_depth(0.2, batch)",
     # merges
     "add3_concat": """input [4, 6, 6]
 add:

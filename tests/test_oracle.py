@@ -179,8 +179,7 @@ def same_upper_conv(kw: dict, in_shape) -> nn.Module:
 
 def torch_layer(layer: L, in_shape) -> nn.Module:
     kw = dict(layer.args)
-    if layer.op == "linear" and len(in_shape) == 3:
-        # what PyTorch would accept: a linear over the last axis (archgen refuses, E405)
+    if layer.op == "linear":  # nn.Linear acts on the last dimension of any input
         kw.setdefault("in_features", in_shape[-1])
     if layer.op in INFERRED:
         kw.setdefault(INFERRED[layer.op], in_shape[0])
@@ -509,9 +508,8 @@ def gen_linear(rng) -> Case:
     args: dict = {"out_features": rng.randint(1, 10) if rng.random() < 0.95 else 0}
     _maybe(rng, 0.3, lambda: rng.random() < 0.5, args, "bias")
     if rng.random() < 0.08:
-        args["in_features"] = x[0] + rng.choice([0, 1])
-    reject = "E405" if len(x) == 3 else None
-    return _finish(rng, "linear", x, args, reject)
+        args["in_features"] = x[-1] + rng.choice([0, 1])
+    return _finish(rng, "linear", x, args)  # on a map: the last dimension, as PyTorch
 
 
 def gen_softmax(rng) -> Case:
@@ -751,8 +749,6 @@ def test_ceil_mode(op):
 
 
 DELIBERATE = [
-    ("E405", one((3, 4, 4), "linear", out_features=5)),
-    ("E405", one((2, 1, 1), "linear", out_features=5)),
     ("E301", one((3, 4, 4), "maxpool2d", kernel_size=2, return_indices=True)),
     ("E301", one((3, 4, 4), "adaptive_maxpool2d", output_size=2, return_indices=True)),
     ("E301", one((3, 4, 4), "flatten", start_dim=0)),

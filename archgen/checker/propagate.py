@@ -177,7 +177,8 @@ class Propagator:
         first = pos[0]
         value = self._peek(first.value, scope)
         x = flow.shape
-        actual = x[0] if x is not None and (kind.rank is None or len(x) == kind.rank) else None
+        actual = x[kind.inferred_dim] if x is not None and (
+            kind.rank is None or len(x) == kind.rank) else None
         as_keyword = [ast.Arg(inferred.name, first.value, first.span, first.span)] + \
             [a for a in call.args if a is not first]
         if isinstance(actual, symbolic.Sym):  # in_features over symbolic sizes: the reading
@@ -416,9 +417,8 @@ def _add_fix(a: Shape, b: Shape) -> str:
 def _variadic(kind: LayerKind, args: list[ast.Arg]) -> list[ast.Arg]:
     """The positional values of a variadic kind as one tuple, as Tensor.permute(*dims) takes
     them: permute(1, 2, 0) is permute((1, 2, 0))."""
-    name = getattr(kind, "variadic", None)
     pos = [a for a in args if a.name is None]
-    if name is None or len(pos) < 2:
+    if kind.variadic is None or len(pos) < 2:
         return args
     first, last = pos[0].span, pos[-1].span
     span = Span(first.file, first.line, first.column,

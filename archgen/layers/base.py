@@ -196,6 +196,17 @@ class LayerKind:
     # The generated file's own classes its PyTorch lowering may call (torch_calls.Helper by
     # class name, from templates/torch/), where torch.nn has none (channel_slice).
     torch_helpers: ClassVar[dict] = {}
+    # The argument that takes every positional value as one tuple (permute(1, 2, 0), as
+    # Tensor.permute(*dims)), or None.
+    variadic: ClassVar[str | None] = None
+    # The input dimension the inferred argument is read from: the channels (0), or the last
+    # one for linear, which acts on the last dimension of any input.
+    inferred_dim: ClassVar[int] = 0
+    # It lowers to a parameter of the enclosing module (layer_scale: torchvision's
+    # `self.layer_scale = nn.Parameter(...)`), not to a module of its own: its module is then
+    # a class (never an nn.Sequential), its state_dict key is the layer's own path, and
+    # `torch_forward` says how the forward applies it.
+    parameter: ClassVar[bool] = False
 
     def channels_expr(self, written: dict, c):
         """Its output channels as a spec expression, for a block class's channel expressions:
@@ -261,6 +272,12 @@ class LayerKind:
     def torch_classes(self) -> tuple[str, ...]:
         """Every class its PyTorch lowering may call (the generated file's allow-list)."""
         return (self.torch_class,)
+
+    def torch_forward(self, module: str, x: str):
+        """How the enclosing module's forward applies it to `x`: a call of its module
+        (`self.conv1(x)`); a parameter kind gives its own expression (`self.layer_scale * x`)."""
+        from ..torch_calls import Call, Item
+        return Call(module, [Item(x)])
 
     # -- helpers -------------------------------------------------------------------------------
     @property
@@ -450,7 +467,7 @@ def check_inferred(kind: LayerKind, a: dict, x: Shape) -> LayerError | None:
     p = kind.inferred
     if p is None:
         return None
-    given, actual = a.get(p.name), x[0]
+    given, actual = a.get(p.name), x[kind.inferred_dim]
     a[p.name] = actual
     if given is None or holds(given == actual):
         return None

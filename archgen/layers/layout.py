@@ -11,21 +11,33 @@ describing the spatial axes of the input, so a layer that acts on the last dimen
 
 from __future__ import annotations
 
-from .base import LayerError, LayerKind, Memory, P, Shape, Warn
+from ..torch_calls import Call, Helper, Item, arg_item, torch_call
+from .base import LayerError, LayerKind, Memory, P, Shape, Warn, Weightless, register
+from .linear import identity_onnx
 
 
-class Permute(LayerKind):
+@register
+class Permute(Weightless, LayerKind):
     """x.permute(0, *[d + 1 for d in dims]): dims are written WITHOUT the batch dimension,
     so permute(1, 2, 0) turns [C, H, W] into [H, W, C]."""
 
     name = "permute"
-    torch_class = "Permute"
+    torch_class = "Permute"  # torchvision.ops.misc.Permute, as the generated file writes it
+    torch_helpers = {"Permute": Helper("permute.py.j2", (), "nn.Module", ("torch.permute",))}
     doc = "reorders the dimensions (dims without the batch: permute(1, 2, 0) is NCHW -> NHWC)"
     rank = None
     params = (P("dims", "ints"),)
     positional_args = ("dims",)
     shape_args = ("dims",)
     variadic = "dims"  # permute(1, 2, 0) packs its positional values into dims, as Tensor.permute
+    example = "permute(1, 2, 0)"
+
+    def lower_torch(self, layer, exprs=None):
+        dims = ", ".join(str(int(d)) for d in batch_dims(layer.args["dims"]))
+        return Call(self.torch_class, [Item(f"[{dims}]")])  # torchvision's Permute([0, 2, 3, 1])
+
+    def lower_onnx(self, g, layer, x: str) -> str:
+        return g.one_node(layer, x, "transpose", perm=batch_dims(layer.args["dims"]))
 
     def normalise(self, a: dict, x: Shape) -> None:
         a["dims"] = permutation(a["dims"], len(x))
@@ -33,17 +45,17 @@ class Permute(LayerKind):
     def output_shape(self, a: dict, x: Shape) -> Shape:
         return tuple(x[d] for d in a["dims"])
 
-    def warnings(self, a: dict, x: Shape, y: Shape) -> list[Warn]:
-        if list(a["dims"]) == list(range(len(x))):
-            return [Warn("W507", f"dims {tuple(a['dims'])} keep every dimension where it is: "
-                         f"the layer does nothing", arg="dims",
-                         notes=["dims leave the batch out: permute(1, 2, 0) turns [C, H, W] "
-                                "into [H, W, C]"],
-                         helps=["remove it, or give the order the dimensions should take"])]
-        return []
-
     def memory(self, a: dict, x: Shape, y: Shape) -> Memory:
         return Memory(aliases=True)  # a view
+
+
+def batch_dims(dims: tuple[int, ...]) -> tuple[int, ...]:
+    """Normalised dims as PyTorch's permute takes them, the batch first.
+
+    >>> batch_dims((1, 2, 0))
+    (0, 2, 3, 1)
+    """
+    return (0, *(d + 1 for d in dims))
 
 
 def permutation(dims: tuple[int, ...], rank: int) -> tuple[int, ...]:
@@ -79,6 +91,7 @@ def permutation(dims: tuple[int, ...], rank: int) -> tuple[int, ...]:
     return tuple(out)
 
 
+@register
 class LayerScale(LayerKind):
     """torchvision ConvNeXt's layer scale: `self.layer_scale = nn.Parameter(torch.ones(dim, 1,
     1) * layer_scale)` on the ENCLOSING module, forward `self.layer_scale * x`. The parameter
@@ -90,14 +103,36 @@ class LayerScale(LayerKind):
     torch_class = "nn.Parameter"
     doc = "multiplies each channel by a learnt scale, initialised to init (ConvNeXt)"
     rank = None
-    params = (P("init", "float"),)
+    # dim, as torchvision's CNBlock(dim, layer_scale) names it: the channels, inferred
+    params = (P("dim", "int", None, inferred=True), P("init", "float"))
     positional_args = ("init",)
+    example = "layer_scale(1e-06)"
+    parameter = True  # a parameter of the enclosing module, not a module of its own
+
+    def lower_torch(self, layer, exprs=None):
+        """nn.Parameter(torch.ones(dim, 1, 1) * init), as torchvision's CNBlock writes it."""
+        dims = [arg_item(layer, "dim", exprs).expr] + ["1"] * (len(layer.in_shape) - 1)
+        init = arg_item(layer, "init", exprs).expr
+        return Call(self.torch_class, [Item(f"torch.ones({', '.join(dims)}) * {init}")])
+
+    def torch_forward(self, module: str, x: str):
+        return f"{module} * {x}"
+
+    @property
+    def torch_classes(self) -> tuple[str, ...]:
+        return ("nn.Parameter", "torch.ones")
+
+    def lower_onnx(self, g, layer, x: str) -> str:
+        return g.one_node(layer, x, "layer_scale", scale=g.weight(layer, None))
+
+    def weight_entries(self, a: dict) -> list[tuple]:
+        # its key is the layer's own path (features.1.0.layer_scale): role None
+        return [(None, a["shape"], ("uniform", 0.5, 1.5))]
 
     def param_count(self, a: dict) -> int:
-        return a["channels"]
+        return a["dim"]
 
     def normalise(self, a: dict, x: Shape) -> None:
-        a["channels"] = x[0]
         a["shape"] = scale_shape(x)
 
     def memory(self, a: dict, x: Shape, y: Shape) -> Memory:
@@ -116,17 +151,27 @@ def scale_shape(x: Shape) -> tuple[int, ...]:
     return (x[0],) + (1,) * (len(x) - 1)
 
 
-class StochasticDepth(LayerKind):
+@register
+class StochasticDepth(Weightless, LayerKind):
     """torchvision.ops.StochasticDepth: in training, zeroes the whole residual branch of a
     sample (mode="row") or of the batch (mode="batch") with probability p, scaling what it
     keeps by 1/(1-p); the identity in eval mode."""
 
     name = "stochastic_depth"
-    torch_class = "StochasticDepth"
+    torch_class = "StochasticDepth"  # torchvision.ops.StochasticDepth, in the generated file
+    torch_helpers = {"StochasticDepth": Helper("stochastic_depth.py.j2", (), "nn.Module",
+                                               ("torch.empty", "str"))}
     doc = "drops a residual branch per sample (row) or per batch with probability p"
     rank = None
     params = (P("p", "float"), P("mode", "enum", choices=("row", "batch")))
     positional_args = ("p", "mode")
+    example = "stochastic_depth(0.1, row)"
+
+    def lower_torch(self, layer, exprs=None):
+        return torch_call(layer, 2, exprs)
+
+    def lower_onnx(self, g, layer, x: str) -> str:
+        return identity_onnx(g, layer, x)  # the identity in eval mode
 
     def check_args(self, a: dict) -> None:
         if not 0.0 <= a["p"] <= 1.0:

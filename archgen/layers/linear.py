@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from math import prod
 
+from ..onnx_graph import helpers
 from ..torch_calls import torch_call
-from .base import RF, LayerError, LayerKind, Memory, P, Shape, Weightless, positive, register
+from .base import (RF, LayerError, LayerKind, Memory, P, Shape, Warn, Weightless, positive,
+                   register)
 
 
 @register
@@ -64,8 +66,10 @@ class Flatten(Weightless, LayerKind):
 class Linear(LayerKind):
     name = "linear"
     torch_class = "nn.Linear"
-    doc = "fully connected layer"
-    rank = 1
+    doc = ("fully connected layer on the last dimension of its input (flat features, or a "
+           "map's channels after permute(1, 2, 0))")
+    rank = None  # any input: it acts on the last dimension, as nn.Linear does
+    inferred_dim = -1  # in_features is the input's last dimension
     params = (P("in_features", "int", None, inferred=True), P("out_features", "int"),
               P("bias", "bool", True))
     positional_args = ("out_features",)
@@ -78,11 +82,14 @@ class Linear(LayerKind):
         return torch_call(layer, 2, exprs)
 
     def lower_onnx(self, g, layer, x: str) -> str:
-        inputs = [x, g.weight(layer, "weight")]
-        if layer.args["bias"]:
-            inputs.append(g.weight(layer, "bias"))
+        weight = g.weight(layer, "weight")
+        bias = g.weight(layer, "bias") if layer.args["bias"] else None
         y = g.output_of(layer, layer.path)
-        g.emit("gemm", name=layer.path, y=y, inputs=inputs)
+        if len(layer.in_shape) == 1:  # [N, F]: one Gemm
+            g.emit("gemm", name=layer.path, y=y, inputs=[x, weight] + ([bias] if bias else []))
+        else:  # the last dim of [N, ..., F]: MatMul broadcasts over the leading dims
+            g.emit("matmul", name=layer.path, y=y, x=x, weight=weight, bias=bias,
+                   h=helpers(layer.path, "weight_t", "matmul"))
         return y
 
     def weight_entries(self, a: dict) -> list[tuple]:
@@ -95,13 +102,26 @@ class Linear(LayerKind):
         positive(a, "out_features")
 
     def output_shape(self, a: dict, x: Shape) -> Shape:
-        return (a["out_features"],)
+        return (*x[:-1], a["out_features"])
 
     def param_count(self, a: dict) -> int:
         return a["in_features"] * a["out_features"] + (a["out_features"] if a["bias"] else 0)
 
     def macs(self, a: dict, x: Shape, y: Shape) -> int:
-        return a["in_features"] * a["out_features"]
+        # once per position of the leading dims (torchvision counts ConvNeXt's so)
+        return prod(x[:-1]) * a["in_features"] * a["out_features"]
+
+    def warnings(self, a: dict, x: Shape, y: Shape) -> list[Warn]:
+        if len(x) >= 2 and x[-1] == 1:
+            shown = ", ".join(map(str, x))
+            return [Warn(
+                "W507", f"acts on the last dimension of its input, of size 1 in "
+                f"[{shown}]: each output mixes a single value", arg=None,
+                notes=[f"on a map, linear leaves the other dimensions as they are: the "
+                       f"output is [{', '.join(map(str, y))}]"],
+                helps=[f"add flatten() before it (it would give {'*'.join(map(str, x))} = "
+                       f"{prod(x)} features), or permute the features last"])]
+        return []
 
     def memory(self, a: dict, x: Shape, y: Shape) -> Memory:
         return Memory(saves=("input",))  # and the weight, a parameter

@@ -18,10 +18,35 @@ from __future__ import annotations
 
 from math import prod
 
+from ..onnx_graph import helpers
 from ..symbolic import holds
-from .base import LayerError, LayerKind, Memory, P, Shape, Warn, fmt_tuple, positive
+from ..torch_calls import VARIES, Call, Helper, arg_item, call_args, torch_call
+from .base import (LayerError, LayerKind, Memory, P, Shape, Warn, fmt_tuple, positive,
+                   register)
 
 _STAT = 4  # bytes of one saved statistic: float32 (the accumulation type) for every dtype
+
+
+def _affine(layer, g, flag: str, scale_role: str = "weight", shift_role: str = "bias",
+            bias: bool = True) -> list[str]:
+    """The ONNX inputs of a normalisation's scale and shift: its weights, or ones and zeros
+    (LayerNormalization needs a scale; its bias may be left out)."""
+    a, p = layer.args, layer.path
+    size = a.get("num_features") or a.get("normalized_shape")
+    shape = size if isinstance(size, tuple) else (size,)
+    if not a[flag]:
+        return [g.const(f"{p}/scale.ones", [1.0] * prod(shape), shape=shape)]
+    out = [g.weight(layer, scale_role)]
+    if bias:
+        out.append(g.weight(layer, shift_role))
+    return out
+
+
+def _affine_entries(shape: tuple, weight: bool, bias: bool) -> list[tuple]:
+    out = [("weight", shape, ("uniform", 0.5, 1.5))] if weight else []
+    if weight and bias:
+        out.append(("bias", shape, ("uniform", -0.5, 0.5)))
+    return out
 
 
 def _eps(a: dict) -> None:
@@ -29,6 +54,7 @@ def _eps(a: dict) -> None:
         raise LayerError("E301", f"eps must be non-negative, received {a['eps']}", arg="eps")
 
 
+@register
 class LayerNorm(LayerKind):
     name = "layernorm"
     torch_class = "nn.LayerNorm"
@@ -41,6 +67,23 @@ class LayerNorm(LayerKind):
         P("bias", "bool", True),
     )
     positional_args = ("normalized_shape",)
+    example = "layernorm(8, eps=1e-06)"
+
+    def lower_torch(self, layer, exprs=None):
+        exprs = dict(exprs or {})
+        text, value = exprs.get("normalized_shape", (None, layer.args["normalized_shape"]))
+        if value is not VARIES and len(value) == 1:  # nn.LayerNorm(96), as people write it
+            exprs["normalized_shape"] = (None, value[0])
+        return torch_call(layer, 1, exprs)
+
+    def lower_onnx(self, g, layer, x: str) -> str:
+        a = layer.args
+        inputs = [x, *_affine(layer, g, "elementwise_affine", bias=a["bias"])]
+        return g.one_node(layer, x, "layer_norm", axis=-len(a["normalized_shape"]),
+                          epsilon=a["eps"], inputs=inputs)
+
+    def weight_entries(self, a: dict) -> list[tuple]:
+        return _affine_entries(a["normalized_shape"], a["elementwise_affine"], a["bias"])
 
     def check_args(self, a: dict) -> None:
         positive(a, "normalized_shape")
@@ -79,12 +122,15 @@ class LayerNorm(LayerKind):
         return Memory(saves=("input",), extra=((2 * rows, _STAT),))
 
 
+@register
 class LayerNorm2d(LayerKind):
     """torchvision.models.convnext.LayerNorm2d: nn.LayerNorm over the channels of a [C, H, W]
     map (permute to channels last, layer_norm, permute back); state_dict keys weight, bias."""
 
     name = "layernorm2d"
-    torch_class = "LayerNorm2d"
+    torch_class = "LayerNorm2d"  # the generated file's copy of torchvision's class
+    torch_helpers = {"LayerNorm2d": Helper("layer_norm2d.py.j2", (), "nn.LayerNorm",
+                                           ("nn.functional.layer_norm",))}
     doc = "layer norm over the channels of each pixel of a [C, H, W] map (ConvNeXt's)"
     rank = 3
     params = (
@@ -93,6 +139,19 @@ class LayerNorm2d(LayerKind):
         P("elementwise_affine", "bool", True),
         P("bias", "bool", True),
     )
+    example = "layernorm2d(eps=1e-06)"
+
+    def lower_torch(self, layer, exprs=None):
+        return torch_call(layer, 1, exprs)
+
+    def lower_onnx(self, g, layer, x: str) -> str:
+        a = layer.args
+        inputs = _affine(layer, g, "elementwise_affine", bias=a["bias"])
+        return g.one_node(layer, x, "layer_norm2d", epsilon=a["eps"], inputs=inputs,
+                          h=helpers(layer.path, "last", "normed"))
+
+    def weight_entries(self, a: dict) -> list[tuple]:
+        return _affine_entries((a["normalized_shape"],), a["elementwise_affine"], a["bias"])
 
     def check_args(self, a: dict) -> None:
         _eps(a)
@@ -108,6 +167,7 @@ class LayerNorm2d(LayerKind):
         return Memory(saves=("input",), extra=((2 * prod(x[1:]), _STAT),))
 
 
+@register
 class GroupNorm(LayerKind):
     name = "groupnorm"
     torch_class = "nn.GroupNorm"
@@ -122,6 +182,33 @@ class GroupNorm(LayerKind):
         P("affine", "bool", True),
     )
     positional_args = ("num_groups", "num_channels")
+    example = "groupnorm(2)"
+
+    def lower_torch(self, layer, exprs=None):
+        # nn.GroupNorm(num_groups, num_channels, ...): the inferred count written second
+        exprs = dict(exprs or {})
+        if "num_channels" not in exprs:
+            exprs["num_channels"] = exprs.get("channels", (None, layer.args["channels"]))
+        items = [arg_item(layer, "num_groups", exprs), arg_item(layer, "num_channels", exprs)]
+        rest = call_args(layer, 0, ("num_groups", "num_channels"), exprs)
+        return Call(self.torch_class, items + rest)
+
+    def lower_onnx(self, g, layer, x: str) -> str:
+        a, p = layer.args, layer.path
+        groups, rank = a["num_groups"], len(layer.in_shape)
+        ctx = {"groups_shape": g.const(f"{p}/groups_shape", [0, groups, -1], "int64"),
+               "ones": g.const(f"{p}/ones", [1.0] * groups),
+               "zeros": g.const(f"{p}/zeros", [0.0] * groups), "affine": a["affine"]}
+        if a["affine"]:  # [C] unsqueezed to [C, 1, ...] against [N, C, ...] (not on [N, C])
+            ctx.update(weight=g.weight(layer, "weight"), bias=g.weight(layer, "bias"),
+                       channel_axes=g.const(f"{p}/channel_axes", list(range(1, rank)),
+                                            "int64") if rank > 1 else None)
+        return g.one_node(layer, x, "group_norm", epsilon=a["eps"], **ctx,
+                          h=helpers(p, "grouped", "normed", "shape", "reshaped", "weight",
+                                    "bias", "scaled"))
+
+    def weight_entries(self, a: dict) -> list[tuple]:
+        return _affine_entries((a["channels"],), a["affine"], True)
 
     def check_args(self, a: dict) -> None:
         positive(a, "num_groups", "num_channels")
@@ -174,6 +261,36 @@ class _InstanceNorm(LayerKind):
         P("track_running_stats", "bool", False),
     )
 
+    def lower_torch(self, layer, exprs=None):
+        return torch_call(layer, 1, exprs)
+
+    def lower_onnx(self, g, layer, x: str) -> str:
+        """Eval mode: each sample's own statistics (InstanceNormalization), or the running
+        ones with track_running_stats (F.instance_norm's use_input_stats is false then: the
+        BatchNormalization of eval mode)."""
+        a, p = layer.args, layer.path
+        c = a["num_features"]
+        if a["affine"]:
+            scale, shift = g.weight(layer, "weight"), g.weight(layer, "bias")
+        else:
+            scale = g.const(f"{p}/scale.ones", [1.0] * c)
+            shift = g.const(f"{p}/shift.zeros", [0.0] * c)
+        if a["track_running_stats"]:
+            return g.one_node(layer, x, "batchnorm", scale=scale, shift=shift,
+                              mean=g.weight(layer, "running_mean"),
+                              var=g.weight(layer, "running_var"), epsilon=a["eps"])
+        return g.one_node(layer, x, "instance_norm", scale=scale, shift=shift,
+                          epsilon=a["eps"])
+
+    def weight_entries(self, a: dict) -> list[tuple]:
+        c = a["num_features"]
+        out = _affine_entries((c,), a["affine"], True)
+        if a["track_running_stats"]:
+            out += [("running_mean", (c,), ("uniform", -0.5, 0.5)),
+                    ("running_var", (c,), ("uniform", 0.5, 2.0)),
+                    ("num_batches_tracked", (), ("count",))]
+        return out
+
     def check_args(self, a: dict) -> None:
         _eps(a)
 
@@ -192,7 +309,7 @@ class _InstanceNorm(LayerKind):
     def warnings(self, a: dict, x: Shape, y: Shape) -> list[Warn]:
         if a["track_running_stats"] and _one_element(x):
             return [Warn(
-                "W506", f"{self.name} on an input of one spatial element ({list(x)}): PyTorch "
+                "W506", f"an input of one spatial element ({list(x)}): PyTorch "
                 "refuses it in training mode (\"Expected more than 1 spatial element when "
                 "training\"); only eval mode, with the running statistics, runs",
                 arg="track_running_stats",
@@ -219,25 +336,31 @@ def _one_element(x: Shape) -> bool:
     return all(isinstance(s, int) for s in x[1:]) and prod(x[1:]) == 1
 
 
+@register
 class InstanceNorm1d(_InstanceNorm):
     name = "instancenorm1d"
     torch_class = "nn.InstanceNorm1d"
     doc = "normalises each channel of each sample over its length, on [C, L]"
     rank = 2
+    example = "instancenorm1d(affine=true)"
 
 
+@register
 class InstanceNorm2d(_InstanceNorm):
     name = "instancenorm2d"
     torch_class = "nn.InstanceNorm2d"
     doc = "normalises each channel of each sample over its map, on [C, H, W]"
     rank = 3
+    example = "instancenorm2d(affine=true)"
 
 
+@register
 class InstanceNorm3d(_InstanceNorm):
     name = "instancenorm3d"
     torch_class = "nn.InstanceNorm3d"
     doc = "normalises each channel of each sample over its volume, on [C, D, H, W]"
     rank = 4
+    example = "instancenorm3d(affine=true)"
 
 
 KINDS = (LayerNorm, LayerNorm2d, GroupNorm, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d)

@@ -3,9 +3,7 @@ import jinja2, torch, onnx and onnxruntime only when they run."""
 
 from __future__ import annotations
 
-import json
 import os
-import shlex
 import stat
 import sys
 from pathlib import Path
@@ -365,6 +363,8 @@ def check(specs: tuple[str, ...], fmt: str, strict: bool | None,
         if text:
             click.echo(text)
     elif fmt == "sarif":
+        import json
+
         from .ci_formats import sarif_log
         click.echo(json.dumps(sarif_log(results, version=__version__), indent=2))
     sys.exit(1 if failed else 0)
@@ -658,6 +658,8 @@ def compile_(specs: tuple[str, ...], out_dir: str, target: str, to_stdout: bool,
             net = arch.network
             base = stem or Path(module_filename(net)).stem
             if target in ("torch", "all"):
+                import shlex
+
                 source = render_torch(net, command=shlex.join(  # the exact command, quoted
                     ["archgen", "compile", arch.file, *(["--name", stem] if stem else []),
                      *(["--print"] if to_stdout else ["-o", out_dir])]))
@@ -840,6 +842,8 @@ def parity(spec: str, weights: str | None, allow_nonfinite: bool, seed: int, bat
     finally:
         progress.done()
     if fmt == "json":
+        import json
+
         docs = [r.to_json() for r in reports]
         click.echo(json.dumps(docs if dynamic and onnx_file is None else docs[0], indent=2))
     else:

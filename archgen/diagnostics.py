@@ -11,7 +11,6 @@ Rendered like a compiler error::
 
 from __future__ import annotations
 
-import difflib
 import re
 from typing import NamedTuple
 
@@ -138,6 +137,8 @@ def did_you_mean(word: str, choices, *, what: str = "") -> str | None:
         # only words whose lengths allow a ratio >= 0.6 (2*min / sum): the same answer, and a
         # 500,000-letter word repeated 10,000 times costs nothing instead of hours
         fits = [c for c in lower if 0.6 * (len(key) + len(c)) <= 2 * min(len(key), len(c))]
+        import difflib  # here, not above: a clean check never asks (its import costs start-up)
+
         close = fits and difflib.get_close_matches(key, fits, n=1, cutoff=0.6)
         if not close:
             return None

@@ -12,7 +12,6 @@ import errno
 import os
 import signal
 import stat
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,6 +47,8 @@ def write_atomic(path: str | Path, data: str | bytes | list) -> bool:
     except OSError as e:
         raise OutputError(f"cannot create the directory {path.parent}: "
                           f"{_reason(path.parent, e)}") from None
+    import tempfile  # here, not above: `archgen check` imports this module and writes nothing
+
     with _removed_on_signal():
         tmp = None
         try:

@@ -4,11 +4,12 @@ so that a template fails loudly and renders exactly what the emitter laid out.""
 
 from __future__ import annotations
 
-import importlib.resources
 from pathlib import Path
 
 
 def template_root():
+    import importlib.resources  # here, not above: `check` imports this module, never renders
+
     try:
         return importlib.resources.files("archgen.templates")
     except ModuleNotFoundError:  # a checkout on sys.path without an install

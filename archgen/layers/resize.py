@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 
 from .. import shapes
 from ..extras import require
@@ -230,6 +229,8 @@ def upsample_plan(a: dict, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> s
     if a["mode"] == "bilinear":
         if a["align_corners"]:  # PyTorch's grid is (in - 1) / (out - 1) whatever the scale
             return "resize"
+        from fractions import Fraction  # here: ONNX lowering only, not `check`
+
         exact = all(s is None or Fraction(i) * Fraction(s) == o
                     for i, o, s in zip(in_hw, out_hw, scales))
         return "resize" if exact else "gather"
@@ -249,6 +250,8 @@ def resize_scales(a: dict, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> b
     >>> resize_scales({"scale_factor": (0.3, 0.3)}, (10, 10), (3, 3))  # 0.3 is no float32
     False
     """
+    from fractions import Fraction  # here: ONNX lowering only, not `check`
+
     np = require("numpy", "onnx", "ONNX export")
     scales = a.get("scale_factor")
     if not scales:

@@ -17,6 +17,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn
 
+import archgen
 from archgen.layers.activation_extra import Hardsigmoid, Hardtanh, LogSoftmax, Mish, PReLU
 from archgen.layers.base import REQUIRED, LayerError, coerce
 from archgen.layers.channels import ChannelShuffle, ChannelSlice
@@ -235,7 +236,6 @@ class _Lambda(nn.Module):
 
 # -- in specs: the checker, the generated module and the ONNX graph -----------------------------
 
-import archgen  # noqa: E402
 
 SHUFFLE_SPEC = """\
 input [24, 8, 8]

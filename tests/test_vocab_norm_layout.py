@@ -686,3 +686,28 @@ def test_random_stacks_equal_torch_nn_and_onnx_runtime():
                                        rtol=1e-5, atol=1e-5, msg=spec)
         report = parity.run_parity(net, batch=2, seed=i)
         assert report.ok, spec + report.to_text()
+
+
+def test_in_place_after_permute_at_a_branch_head_is_e410():
+    """permute returns a view of its input: an in-place layer after it at the head of a branch
+    overwrites what the other branches read, as PyTorch shows."""
+    import archgen
+    spec = ("input [4, 5, 5]\nadd:\n    branch:\n        permute(0, 2, 1)\n"
+            "        relu(inplace=true)\n    identity()\n")
+    assert [d.code for d in archgen.parse(spec).check()] == ["E410"]
+    x = torch.randn(1, 4, 5, 5)
+    shared = x.clone()
+    torch.relu_(shared.permute(0, 1, 3, 2))
+    assert not torch.equal(shared, x)  # the identity branch would read the overwritten values
+
+
+def test_permute_signature_and_call_text():
+    import archgen
+    from archgen.layers import REGISTRY
+    assert REGISTRY["permute"].signature() == "permute(*dims)"
+    arch = archgen.parse("input [4, 5, 6]\npermute(2, 0, 1)\nlayernorm((4, 5))\n"
+                         "layernorm(5)\n")
+    assert arch.ok
+    from archgen.report import call_text
+    assert [call_text(layer) for layer in arch.network.layers()] == \
+        ["permute(2, 0, 1)", "layernorm((4, 5))", "layernorm(5)"]

@@ -351,7 +351,8 @@ class Propagator:
 
 
 # may return their input itself, or a view of it (channel_slice)
-_ALIASING = {"identity", "flatten", "dropout", "dropout2d", "channel_slice"}
+_ALIASING = {"identity", "flatten", "dropout", "dropout2d", "channel_slice", "permute",
+             "stochastic_depth"}  # permute: a view; stochastic_depth: its input in eval
 
 
 def _leading_layers(node: Node):

@@ -300,6 +300,8 @@ class LayerKind:
             d = p.default
             if isinstance(d, tuple) and len(set(d)) == 1:
                 d = d[0]  # (1, 1) reads as 1, as it is written
+            if p.name == self.variadic:
+                return f"*{p.name}"  # permute(*dims): every positional value
             return p.name if d is REQUIRED else f"{p.name}={_show(d)}"
         parts = [one(p) for p in self.positional]
         if self.keyword_only:

@@ -537,3 +537,17 @@ def test_a_block_with_slices_is_one_class_at_every_width():
         x1, x2 = x[:, :12], first.conv2d(x[:, 12:])
         assert torch.equal(model.layers[0](x), _channel_shuffle(torch.cat([x1, x2], 1), 2))
     assert tuple(y.shape) == (2, *arch.network.output_shape)
+
+
+def test_parity_with_symbolic_sizes(tmp_path):
+    """The ONNX graph of a symbolic-size spec keeps H and W dynamic (channel_shuffle restores
+    the input's own shape) and agrees with PyTorch at the sizes parity draws."""
+    from click.testing import CliRunner
+
+    from archgen.cli import main
+    spec = tmp_path / "dynamic.cnn"
+    spec.write_text("input [3, H, W]\nconv2d(8, 3, padding=1)\nprelu(8)\nchannel_shuffle(4)\n"
+                    "hardsigmoid()\nchannel_slice(2, 6)\nmish()\nhardtanh(-1.5, 0.5)\n"
+                    "log_softmax(1)\n")
+    r = CliRunner().invoke(main, ["parity", str(spec)])
+    assert r.exit_code == 0 and "dynamic H and W" in r.output and ": ok:" in r.output, r.output

@@ -54,12 +54,16 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+        out = self.conv1(x)
+        out = self.bn1(out)
+        out = self.relu(out)
+        out = self.conv2(out)
+        out = self.bn2(out)
         if self.downsample is not None:
             identity = self.downsample(x)
         out += identity
-        return self.relu(out)
+        out = self.relu(out)
+        return out
 
 
 class Bottleneck(nn.Module):
@@ -78,13 +82,19 @@ class Bottleneck(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
+        out = self.conv1(x)
+        out = self.bn1(out)
+        out = self.relu(out)
+        out = self.conv2(out)
+        out = self.bn2(out)
+        out = self.relu(out)
+        out = self.conv3(out)
+        out = self.bn3(out)
         if self.downsample is not None:
             identity = self.downsample(x)
         out += identity
-        return self.relu(out)
+        out = self.relu(out)
+        return out
 
 
 class ResNet(nn.Module):
@@ -114,9 +124,20 @@ class ResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+        # torchvision's _forward_impl, one statement a layer: `x = self.layer4(self.layer3(
+        # ...(x)))` would hold the max pool's output until layer4 returns, which changes when
+        # glibc returns heap memory to the system and so the page faults (3% at batch 32)
+        x = self.conv1(x)
+        x = self.bn1(x)
+        x = self.relu(x)
+        x = self.maxpool(x)
+        x = self.layer1(x)
+        x = self.layer2(x)
+        x = self.layer3(x)
+        x = self.layer4(x)
+        x = self.avgpool(x)
+        x = torch.flatten(x, 1)
+        return self.fc(x)
 
 
 def _conv_bn_act(cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int = 1):
@@ -171,9 +192,12 @@ class _DenseLayer(nn.Module):
         self.relu2 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(bn_size * growth, growth, 3, padding=1, bias=False)
 
+    def bn_function(self, features: list[torch.Tensor]) -> torch.Tensor:
+        concated = torch.cat(features, 1)  # freed when this returns, as in torchvision
+        return self.conv1(self.relu1(self.norm1(concated)))
+
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        concated = torch.cat(features, 1)
-        bottleneck = self.conv1(self.relu1(self.norm1(concated)))
+        bottleneck = self.bn_function(features)
         return self.conv2(self.relu2(self.norm2(bottleneck)))
 
 

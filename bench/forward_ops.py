@@ -12,6 +12,11 @@ the same weights) run one no_grad eval forward under
   here);
 - torch.profiler, whose event names include the nested ops under each top-level one (the
   convolution path actually taken: mkldnn_convolution, _slow_conv2d_forward, _nnpack_...);
+- the same profiler's memory records outside any op, in order: the frees that Python's
+  reference counting makes between ops, so a local that holds a tensor longer (`x =
+  self.layer4(self.layer3(...(x)))` keeps its input until layer4 returns) shows here. It
+  matters beyond peak memory: glibc gives heap memory back to the system and maps it again
+  at other moments, and the page faults cost several percent at batch 32;
 - a global forward pre-hook that counts nn.Module calls by class (Python-level calls such as
   nn.Identity or nn.Flatten, which cost microseconds and no ATen op).
 
@@ -34,6 +39,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_forward
+
+MEMORY_DIFF_LINES = 24  # memory-record diff lines shown
 
 
 def _describe(value) -> str:
@@ -61,7 +68,8 @@ class _OpLog(TorchDispatchMode):
 
 
 def trace(model: torch.nn.Module, x: torch.Tensor):
-    """(top-level op lines, nested op counts, module calls by class) of one forward."""
+    """(top-level op lines, nested op counts, memory records outside ops, module calls by
+    class) of one forward."""
     calls: collections.Counter[str] = collections.Counter()
 
     def hook(module, args):
@@ -75,20 +83,28 @@ def trace(model: torch.nn.Module, x: torch.Tensor):
                 model(x)
             calls_once = dict(calls)
             from torch.profiler import ProfilerActivity, profile
-            with profile(activities=[ProfilerActivity.CPU]) as prof:
+            with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
                 model(x)
     finally:
         handle.remove()
     nested = collections.Counter(e.name for e in prof.events()
                                  if e.name.startswith("aten::"))
-    return log.ops, nested, calls_once
+    # the memory records between top-level ops, each placed after the op it follows
+    memory, last = [], "start"
+    for e in sorted(prof.events(), key=lambda e: e.time_range.start):
+        if e.name == "[memory]":
+            memory.append(f"{e.cpu_memory_usage} after {last}")
+        elif e.cpu_parent is None and e.name.startswith("aten::"):
+            last = e.name
+            memory.append(e.name)
+    return log.ops, nested, memory, calls_once
 
 
 def compare(name: str, batch: int, use_torchvision: bool) -> bool:
     net, generated, reference = bench_forward.pair(name, use_torchvision=use_torchvision)
     x = torch.randn(batch, *net.input_shape, generator=torch.Generator().manual_seed(1))
-    g_ops, g_nested, g_calls = trace(generated, x)
-    r_ops, r_nested, r_calls = trace(reference, x)
+    g_ops, g_nested, g_mem, g_calls = trace(generated, x)
+    r_ops, r_nested, r_mem, r_calls = trace(reference, x)
     same = g_ops == r_ops
     print(f"## {name}, batch {batch}: {len(g_ops)} ATen ops generated, {len(r_ops)} reference; "
           f"sequences {'IDENTICAL' if same else 'DIFFER'} (op, shapes, strides, arguments)")
@@ -101,6 +117,14 @@ def compare(name: str, batch: int, use_torchvision: bool) -> bool:
     print(f"  nested aten ops (profiler), generated vs reference: "
           f"{sum(g_nested.values())} vs {sum(r_nested.values())}"
           + (f"; differing counts {nested_diff}" if nested_diff else "; same counts"))
+    g_n, r_n = (sum(" after " in m for m in mem) for mem in (g_mem, r_mem))
+    print(f"  memory records between ops (frees, bytes, with the ops around them): "
+          f"{g_n} vs {r_n}, {'identical' if g_mem == r_mem else 'DIFFER'}")
+    if g_mem != r_mem:
+        for line in list(difflib.unified_diff(r_mem, g_mem,
+                                              "reference", "generated", n=1,
+                                              lineterm=""))[:MEMORY_DIFF_LINES]:
+            print("    " + line)
     conv = sorted(k for k in g_nested | r_nested if "conv" in k)
     print("  convolution path: " + ", ".join(f"{k} {g_nested[k]}/{r_nested[k]}" for k in conv))
     print(f"  module calls generated ({sum(g_calls.values())}): {dict(sorted(g_calls.items()))}")

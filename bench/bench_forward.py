@@ -1,20 +1,27 @@
-"""Forward time of archgen's generated modules against torchvision's model definitions, on the
-same weights (run by hand; not a test).
+"""Forward time of archgen's generated modules against torchvision's models, on the same
+weights (run by hand; not a test).
 
-    python bench/bench_forward.py [--reps 9] [--threads 1] [--models resnet18,...]
+    python bench/bench_forward.py [--torchvision] [--rounds 41] [--rounds-large 15]
+                                  [--threads 1] [--clock cpu|wall] [--control] [--models ...]
 
-torchvision is not installed in archgen's environment, so the references below are
-torchvision's classes written out with the same modules, attributes and forward code
-(torchvision/models/{alexnet,resnet,mobilenetv2,densenet,squeezenet,vgg}.py: in-place ReLUs,
-`out += identity`, DenseNet's concatenation of the list of earlier features). The generated
-module's weights are copied into the reference in state_dict order (same shapes, checked), the
-outputs are compared, then they run interleaved in one process (eval mode, no_grad, CPU) at
-batch 1 and 32; the table gives the medians and generated / reference. A third module is the
-reference with its in-place activations turned off (`inplace=False`, as a plain `relu()`):
-the difference that is the code's own, not the spec's. The zoo specs write `relu(inplace=true)`
-where torchvision does; `--inplace` also rewrites any remaining `relu()` and `relu6()` in a
-spec that way (the checker refuses it where a merge's other branches read the same input,
-E410).
+The reference is torchvision.models' own module with `--torchvision` (run it with a Python
+that has torchvision, e.g. /work/tvenv/bin/python; archgen's environment has none), otherwise
+torchvision's classes written out below statement for statement (in-place ReLUs, `out +=
+identity`, one statement a layer, DenseNet's concatenation of the list of earlier features):
+`bench/forward_ops.py` checks that both kinds of reference run the same ATen ops and free
+their tensors between the same ops as the generated module. The generated module's weights
+are copied into the reference in state_dict order (same shapes, checked) and the outputs are
+compared before anything is timed.
+
+Timing (eval, no_grad, CPU, a fixed thread count): after a warm-up, paired rounds each run
+both modules once, back to back, alternating which goes first; the cyclic GC is off. The
+default clock is the main thread's CPU time (time.thread_time): with one thread, the time the
+process waits for a core on a loaded machine is not counted, which wall-clock time is. Per row:
+the median time of each module, the median of the per-round ratios generated / reference, their
+interquartile range, a distribution-free 95% confidence interval of that median (order
+statistics of the binomial), the other clock's median ratio, and the median minor page faults
+of one forward of each. `--control` adds an A/A row per model: the reference against a deep
+copy of itself, the same code in other memory, which shows what the measurement alone gives.
 """
 
 from __future__ import annotations

@@ -283,6 +283,15 @@ FOCUS = [
     "hardsigmoid(inplace=true)", "hardtanh(-2.0, 3.0, inplace=true)", "mish(inplace=true)",
     "conv2d(4, 1)\nprelu(4, init=0.1)", "log_softmax(dim=1)", "conv2d(4, 1)\nchannel_shuffle(2)",
     "conv2d(4, 1)\nchannel_slice(1, 3)",
+    "adaptive_avgpool2d((5, 6))\nlayernorm((5, 6), eps=1e-6, elementwise_affine=false)",
+    "adaptive_avgpool2d(4)\nlayernorm(4, bias=false)",
+    "layernorm2d(eps=1e-6, elementwise_affine=false)", "layernorm2d(bias=false)",
+    "conv2d(4, 1)\ngroupnorm(2, 4, eps=1e-3, affine=false)",
+    "instancenorm2d(eps=1e-3, momentum=0.2, affine=true, track_running_stats=true)",
+    "flatten(start_dim=2)\ninstancenorm1d(eps=1e-3, momentum=0.2, affine=true, "
+    "track_running_stats=true)",
+    "conv2d(4, 1)\npermute(1, 2, 0)\nlinear(6, bias=false)\npermute(2, 0, 1)\nlayer_scale(0.5)",
+    "stochastic_depth(0.2, batch)",
     "dropout(p=0.1, inplace=true)", "dropout2d(p=0.3, inplace=true)",
     "pad2d((1, 2, 0, 1), value=0.5)", "pad2d(1, mode=zeros)", "pad2d((1, 2), mode=reflect)",
     "pad2d(1, mode=replicate)", "pad2d((0, 1, 1, 0), mode=circular)",
@@ -618,7 +627,8 @@ def test_module_runs_with_the_checked_shapes_and_counts(key):
     assert sum(p.numel() for p in model.parameters()) == net.total_params
 
     seen: dict[str, tuple] = {}
-    nodes = [n for n in walk(net.root) if isinstance(n, (Layer, Seq)) and n.path]
+    nodes = [n for n in walk(net.root) if isinstance(n, (Layer, Seq)) and n.path and
+             not (isinstance(n, Layer) and n.kind.parameter)]  # layer_scale: no module
     for node in nodes:
         model.get_submodule(node.path).register_forward_hook(
             lambda _m, _i, out, path=node.path: seen.__setitem__(path, tuple(out.shape)))

@@ -4,12 +4,13 @@ tests/fixtures/make_torchvision_fixtures.py runs torchvision's models on these w
 their outputs; tests/test_zoo.py loads the same weights, key by key, into archgen's generated
 modules and compares. Both sides must build bit-identical tensors on any torch version and CPU,
 without torchvision's random number generator, so every value comes from integer hashing and
-correctly rounded float64 arithmetic only (no transcendental functions, whose last bits differ
-between libm implementations), rounded once to float32 at the end.
+single float32 operations that IEEE 754 rounds exactly one way (a product or a sum of two
+float32 tensors, or of a tensor and a constant that float32 holds exactly), never from
+transcendental functions, whose last bits differ between math libraries.
 
 The magnitudes keep activations O(1) through a hundred layers: conv and linear weights are
-uniform with variance 2 / fan_in (He), batch norm holds running_var in [0.75, 1.25] and gamma in
-[0.75, 1.25], biases and means are within +-0.1.
+uniform with variance 2 / fan_in (He), batch norm holds running_var and gamma in [0.75, 1.25],
+biases and means are within +-0.125.
 """
 
 from __future__ import annotations
@@ -22,18 +23,27 @@ _MASK = 0xFFFFFFFF
 
 
 def uniform(n: int, salt: int) -> torch.Tensor:
-    """n values uniform in [-1, 1) as float64, a pure function of (element index, salt).
+    """n float32 values uniform in [-1, 1) on a grid of 2**-23 (so exactly representable), a
+    pure function of (element index, salt).
 
-    Every intermediate stays below 2**63 (a 32-bit value times a multiplier below 2**31), so no
-    integer arithmetic overflows."""
-    k = torch.arange(n, dtype=torch.int64)
-    h = (k * 0x9E3779B1 + (salt + 1) * 0x85EBCA77 + 0x165667B1) & _MASK
-    h = h ^ (h >> 15)
-    h = (h * 0x2C1B3C6D) & _MASK
-    h = h ^ (h >> 12)
-    h = (h * 0x297A2D39) & _MASK
-    h = h ^ (h >> 15)
-    return (h >> 8).to(torch.float64) / float(1 << 23) - 1.0
+    Every intermediate stays below 2**63 (a 32-bit value times a multiplier below 2**32, or an
+    index below 2**31 times one), so no integer arithmetic overflows.
+
+    >>> uniform(4, 0).tolist() == uniform(6, 0)[:4].tolist()
+    True
+    >>> bool(uniform(1000, 3).abs().max() <= 1.0)
+    True
+    """
+    h = torch.arange(n, dtype=torch.int64)
+    h *= 0x9E3779B1
+    h += (salt + 1) * 0x85EBCA77
+    h &= _MASK
+    h ^= h >> 15
+    h *= 0x2C1B3C6D
+    h &= _MASK
+    h ^= h >> 13
+    h >>= 8  # 24 bits: exact in float32
+    return h.to(torch.float32).mul_(2.0 ** -23).sub_(1.0)
 
 
 def entry(key: str, shape: list[int] | tuple[int, ...], position: int) -> torch.Tensor:
@@ -43,20 +53,16 @@ def entry(key: str, shape: list[int] | tuple[int, ...], position: int) -> torch.
     shape = tuple(shape)
     if leaf == "num_batches_tracked":
         return torch.zeros(shape, dtype=torch.int64)
-    n = math.prod(shape)
-    u = uniform(n, position)
-    if leaf == "running_var":
-        v = 1.0 + 0.25 * u
-    elif leaf in ("running_mean", "bias"):
-        v = 0.1 * u
+    u = uniform(math.prod(shape), position)
+    if leaf in ("running_mean", "bias"):
+        v = u.mul_(0.125)
     elif leaf == "layer_scale":  # ConvNeXt's residual scale: torchvision's 1e-6 would hide the block
-        v = 0.25 + 0.125 * u
+        v = u.mul_(0.125).add_(0.25)
     elif len(shape) >= 2 and leaf == "weight":  # conv and linear: He-uniform
-        fan_in = math.prod(shape[1:])
-        v = math.sqrt(6.0 / fan_in) * u
-    else:  # norm gammas (batch, layer, group norm), PReLU slopes
-        v = 1.0 + 0.25 * u
-    return v.reshape(shape).to(torch.float32)
+        v = u.mul_(torch.tensor(math.sqrt(6.0 / math.prod(shape[1:])), dtype=torch.float32))
+    else:  # batch norm running_var; norm gammas (batch, layer, group norm), PReLU slopes
+        v = u.mul_(0.25).add_(1.0)
+    return v.reshape(shape)
 
 
 def deterministic_state(shapes) -> dict[str, torch.Tensor]:
@@ -68,4 +74,4 @@ def deterministic_input(shape) -> torch.Tensor:
     """A batch of one input, uniform in [-sqrt(3), sqrt(3)) (unit variance)."""
     shape = (1, *shape)
     u = uniform(math.prod(shape), 1_000_003)
-    return (math.sqrt(3.0) * u).reshape(shape).to(torch.float32)
+    return u.mul_(torch.tensor(math.sqrt(3.0), dtype=torch.float32)).reshape(shape)

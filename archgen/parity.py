@@ -667,6 +667,8 @@ def layer_measures(net: Network, module, model, name_in: str, x, rule: Rule,
     captured: list[dict[str, object]] = [{} for _ in modules]
     handles = []
     for layer in layers:
+        if layer.kind.parameter:  # layer_scale: a parameter of its module, no module to hook
+            continue
         for m, seen in zip(modules, captured):
             try:
                 sub = m.get_submodule(layer.path)

@@ -711,3 +711,23 @@ def test_permute_signature_and_call_text():
     from archgen.report import call_text
     assert [call_text(layer) for layer in arch.network.layers()] == \
         ["permute(2, 0, 1)", "layernorm((4, 5))", "layernorm(5)"]
+
+
+@pytest.mark.parametrize("key,layer", [("layers.layer_scale", None), ("linear.bias", "linear")])
+def test_parity_localises_a_divergence_next_to_a_layer_scale(key, layer):
+    """A wrong layer_scale in the ONNX weights is found at the first hooked layer after it (a
+    parameter has no module to hook), a wrong linear bias at the linear; neither is left
+    unexplained by a missing submodule."""
+    import archgen
+    from archgen import parity
+    from archgen.weights import initial_state
+    spec = ("input [4, 5, 6]\nlayers:\n    permute(1, 2, 0)\n    layer_scale(0.5)\n"
+            "linear = linear(3)\nrelu()\n")
+    net = archgen.parse(spec, "scale.cnn").network
+    assert key in initial_state(net, 0)
+    report = parity.run_parity(net, onnx_state_dict_override={key: initial_state(net, 0)[key]
+                                                              + 0.5})
+    assert not report.ok
+    d = report.first_divergence
+    assert d is not None and d.path == (layer or "linear"), report.to_text()
+    assert "no submodule" not in report.to_text()

@@ -306,6 +306,32 @@ or pool to a fixed size before flatten.
     flatten()
     linear(10)          # in_features would be 8 * (H - 2) * (W - 2)
 """),
+    "E426": ("padding=same with a stride outside conv2d", """
+PyTorch pads `padding="same"` only for unstrided convolutions; nn.Conv1d and nn.Conv3d refuse
+it with a stride, and so does archgen. (For conv2d archgen writes a Conv2dSame helper that
+pads as TensorFlow's and ONNX's SAME_UPPER do.) Give the padding as a number instead.
+
+    conv1d(32, 5, stride=2, padding=same)
+    conv1d(32, 5, stride=2, padding=2)
+"""),
+    "E427": ("upsample's mode or sizes do not fit the input's rank", """
+nn.Upsample interpolates [C, L] with mode=linear, [C, H, W] with bilinear and [C, D, H, W]
+with trilinear (nearest fits every rank); PyTorch refuses the others. `size` and
+`scale_factor` give one value for every spatial axis, or one per axis.
+
+    input [1, 8000]
+    upsample(scale_factor=2, mode=bilinear)
+    upsample(scale_factor=2, mode=linear)
+"""),
+    "E428": ("avgpool3d: input smaller than the window", """
+PyTorch's avg_pool3d checks that every axis of its input, before padding, is at least as
+long as the kernel (avgpool1d and avgpool2d do not): a [C, 4, 1, 4] volume cannot take
+avgpool3d(2) even with padding=1.
+
+    adaptive_avgpool3d((4, 1, 4))
+    avgpool3d(2)
+    avgpool3d((2, 1, 2))
+"""),
     "E430": ("normalized_shape does not match the input", """
 layernorm(normalized_shape) normalises each sample over its LAST len(normalized_shape)
 dimensions, which must have exactly those sizes; the batch is never among them. To normalise

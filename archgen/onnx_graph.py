@@ -22,29 +22,30 @@ from .templating import environment
 
 INPUT, OUTPUT = "input", "output"
 
-Pads = tuple[tuple[int, int], tuple[int, int]]  # ((top, bottom), (left, right))
+Pads = tuple[tuple[int, int], ...]  # (begin, end) per spatial axis: ((top, bottom), (left, right))
 
 
-# -- PyTorch-to-ONNX conversions that several kinds share --------------------------------------------------
+# -- PyTorch-to-ONNX conversions that several kinds share ---------------------------------------
 
 def conv_pads(pads: Pads) -> list[int]:
-    """Conv/pool `pads` from (begin, end) per axis: [top, left, bottom, right].
+    """Conv/pool `pads` from (begin, end) per axis: every begin, then every end ([top, left,
+    bottom, right] for a map).
 
     >>> conv_pads(((1, 2), (3, 4)))
     [1, 3, 2, 4]
+    >>> conv_pads(((1, 2),))
+    [1, 2]
     """
-    (top, bottom), (left, right) = pads
-    return [top, left, bottom, right]
+    return [b for b, _ in pads] + [e for _, e in pads]
 
 
 def pad_pads(pads: Pads) -> list[int]:
-    """Pad's `pads` input for NCHW data: every axis' begin, then every axis' end.
+    """Pad's `pads` input for [N, C, *spatial] data: every axis' begin, then every axis' end.
 
     >>> pad_pads(((1, 2), (3, 4)))
     [0, 0, 1, 3, 0, 0, 2, 4]
     """
-    (top, bottom), (left, right) = pads
-    return [0, 0, top, left, 0, 0, bottom, right]
+    return [0, 0, *(b for b, _ in pads), 0, 0, *(e for _, e in pads)]
 
 
 PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
@@ -64,8 +65,8 @@ def pool_pads(in_hw: tuple[int, int], a: dict, out_hw: tuple[int, int]) -> Pads:
     ((1, 1), (1, 1))
     """
     out = []
-    for i in range(2):
-        k_eff = a.get("dilation", (1, 1))[i] * (a["kernel_size"][i] - 1) + 1
+    for i in range(len(in_hw)):
+        k_eff = a.get("dilation", (1,) * len(in_hw))[i] * (a["kernel_size"][i] - 1) + 1
         p = a["padding"][i]
         overhang = (out_hw[i] - 1) * a["stride"][i] + k_eff - (in_hw[i] + 2 * p)
         out.append((p, p + max(overhang, 0)))
@@ -79,7 +80,7 @@ def empty_windows(in_hw: tuple[int, int], a: dict, out_hw: tuple[int, int]) -> b
     >>> empty_windows((2, 2), args, (1, 1))  # the window reads columns -1 and 2 of 0..1
     True
     """
-    for i in range(2):
+    for i in range(len(in_hw)):
         k, s, d, p = (a[n][i] for n in ("kernel_size", "stride", "dilation", "padding"))
         for o in range(out_hw[i]):
             if not any(0 <= o * s - p + j * d < in_hw[i] for j in range(k)):

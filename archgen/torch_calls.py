@@ -63,13 +63,18 @@ VARIES = object()  # the value of an argument written as an expression of block 
 Exprs = dict[str, tuple[str, Any]]  # argument -> (Python text, value or VARIES)
 
 
-def collapse(v: Any) -> Any:
-    """A pair or quadruple of equal values as the single value PyTorch accepts for it.
+# argument types that hold one value per spatial axis (layers.base.coerce), written once when
+# they are all equal, as PyTorch accepts them
+PER_AXIS = frozenset({"pair", "padding", "pad4", "pair_or_none", "scale"})
 
-    >>> collapse((3, 3)), collapse((1, 2)), collapse((0, 0, 0, 0))
-    (3, (1, 2), 0)
+
+def collapse(v: Any) -> Any:
+    """Per-axis values that are all equal as the single value PyTorch accepts for them.
+
+    >>> collapse((3, 3)), collapse((1, 2)), collapse((0, 0, 0, 0)), collapse((5,))
+    (3, (1, 2), 0, 5)
     """
-    if isinstance(v, tuple) and len(v) in (2, 4) and len(set(v)) == 1:
+    if isinstance(v, tuple) and v and len(set(v)) == 1:
         return v[0]
     return v
 
@@ -96,7 +101,8 @@ def call_args(layer: Layer, positional: int = 0, skip: tuple[str, ...] = (),
         if p.name in skip or (value is not VARIES and is_default(value, p.default)):
             keyword_from = min(keyword_from, i)
             continue
-        text = text if text is not None and value is VARIES else py_literal(collapse(value))
+        if text is None or value is not VARIES:
+            text = py_literal(collapse(value) if p.type in PER_AXIS else value)
         out.append(Item(text) if i < keyword_from else Item(text, f"{p.name}="))
     return out
 

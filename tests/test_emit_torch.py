@@ -28,6 +28,7 @@ from archgen.layers import REGISTRY
 from archgen.layers.base import REQUIRED
 from archgen.layers.conv import Conv2d
 from archgen.syntax import parse
+from test_ranks import random_rank_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.cnn"))
@@ -545,12 +546,14 @@ def random_spec(seed: int) -> str:
 
 
 RANDOM_SEEDS = range(max(48, len(FOCUS)))
+RANK_SEEDS = range(60)  # 1-D and 3-D stacks (tests/test_ranks.py's generator)
 
 
 def _specs() -> dict[str, str]:
     specs = {f"example/{p.name}": p.read_text(encoding="utf-8") for p in EXAMPLES}
     specs.update({f"case/{k}": v for k, v in CASES.items()})
     specs.update({f"random/{seed}": random_spec(seed) for seed in RANDOM_SEEDS})
+    specs.update({f"random/rank{seed}": random_rank_spec(seed) for seed in RANK_SEEDS})
     return specs
 
 
@@ -938,7 +941,8 @@ def _features(net) -> set[str]:
 
 
 def test_random_specs_cover_every_option():
-    found = set().union(*(_features(_net(SPECS[f"random/{s}"])) for s in RANDOM_SEEDS))
+    found = set().union(*(_features(_net(SPECS[f"random/{s}"])) for s in RANDOM_SEEDS),
+                        *(_features(_net(SPECS[f"random/rank{s}"])) for s in RANK_SEEDS))
     expected = {"add", "concat", "branch:named", "merge:nested", "conv2d.padding=same",
                 "conv2d.padding=valid", "module:class:block", "module:sequential:block",
                 "module:class:group", "module:sequential:group"}
@@ -948,7 +952,7 @@ def test_random_specs_cover_every_option():
         for p in kind.params:
             if p.inferred or p.default is REQUIRED or p.name == "return_indices":
                 continue
-            if kind.name == "conv_transpose2d" and p.name == "padding_mode":
+            if kind.name.startswith("conv_transpose") and p.name == "padding_mode":
                 continue  # zeros is its only value
             expected.add(f"{kind.name}.{p.name}")
             expected |= {f"{kind.name}.{p.name}={c}" for c in p.choices}

@@ -50,12 +50,14 @@ def net(text: str):
 
 
 POSITIONAL = {
-    "conv2d": ("out_channels", "kernel_size", "stride", "padding"),
-    "conv_transpose2d": ("out_channels", "kernel_size", "stride", "padding"),
-    "maxpool2d": ("kernel_size", "stride", "padding"),
-    "avgpool2d": ("kernel_size", "stride", "padding"),
-    "adaptive_avgpool2d": ("output_size",), "adaptive_maxpool2d": ("output_size",),
-    "linear": ("out_features",), "flatten": ("start_dim", "end_dim"), "pad2d": ("padding",),
+    **{f"{kind}{d}d": args for d in (1, 2, 3) for kind, args in (
+        ("conv", ("out_channels", "kernel_size", "stride", "padding")),
+        ("conv_transpose", ("out_channels", "kernel_size", "stride", "padding")),
+        ("maxpool", ("kernel_size", "stride", "padding")),
+        ("avgpool", ("kernel_size", "stride", "padding")),
+        ("adaptive_avgpool", ("output_size",)), ("adaptive_maxpool", ("output_size",)),
+        ("pad", ("padding",)))},
+    "linear": ("out_features",), "flatten": ("start_dim", "end_dim"),
     "dropout": ("p",), "dropout2d": ("p",), "leaky_relu": ("negative_slope",), "elu": ("alpha",),
     "softmax": ("dim",),
     "log_softmax": ("dim",), "hardtanh": ("min_val", "max_val"), "prelu": ("num_parameters",),

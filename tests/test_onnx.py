@@ -227,6 +227,20 @@ softmax(dim=2)""",
     "pad_replicate": "input [2, 4, 5]\npad2d((2, 1), mode=replicate)",
     "pad_circular": "input [2, 4, 5]\npad2d((5, 1, 4, 2), mode=circular)",
     # upsample: resize and gather plans
+    # 1-D and 3-D inputs: every rank-generic kind, every padding mode (tests/test_ranks.py
+    # runs random stacks of them)
+    "rank1": "input [2, 11]\nconv1d(4, 3, stride=2, padding=2, padding_mode=reflect)\n"
+             "batchnorm1d()\nmaxpool1d(2, ceil_mode=true)\npad1d((2, 1), mode=circular)\n"
+             "avgpool1d(3, stride=2, padding=1, count_include_pad=false)\n"
+             "conv_transpose1d(3, 3, stride=2, output_padding=1)\n"
+             "upsample(scale_factor=1.5, mode=linear)\nadaptive_avgpool1d(3)\n"
+             "adaptive_maxpool1d(2)\nupsample(scale_factor=2.5)",
+    "rank3": "input [2, 5, 6, 7]\nconv3d(3, (1, 3, 3), padding=1, padding_mode=replicate)\n"
+             "batchnorm3d(track_running_stats=false)\nmaxpool3d(2, ceil_mode=true, dilation=(1, 2, 1))\n"
+             "pad3d((1, 0, 2, 1, 0, 1), mode=reflect)\navgpool3d(2, padding=1, divisor_override=2)\n"
+             "conv_transpose3d(2, 2, stride=2, padding=(0, 1, 0))\n"
+             "upsample(size=(5, 9, 4), mode=trilinear)\nupsample(scale_factor=1.5)\n"
+             "adaptive_avgpool3d((2, 3, 1))\nadaptive_maxpool3d(1)",
     "up_nearest_2": "input [2, 4, 5]\nupsample(scale_factor=2)",
     "up_nearest_3": "input [2, 4, 5]\nupsample(scale_factor=(3, 2))",
     "up_nearest_frac": "input [2, 5, 7]\nupsample(scale_factor=1.5)",

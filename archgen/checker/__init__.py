@@ -69,8 +69,10 @@ class Checker(Expander, Evaluator, Propagator, Collector, Solver):
                 self.error("E204", f"block name {block.name!r} {problem}", block.span,
                            helps=["use a lower-case identifier such as conv_block"])
         shape = self._input_shape()
-        flow = _Flow(shape, RF.identity(shape[1:] if shape and len(shape) == 3
-                                        and not self.symbolic else None), "the input")
+        flow = _Flow(shape, RF.identity(shape[1:] if shape and len(shape) in (2, 3, 4)
+                                        and not self.symbolic else None,
+                                        axes=len(shape) - 1 if shape and len(shape) > 1 else 2),
+                     "the input")
         scope = _Scope({})
         if shape is not None:
             scope.env.update(_builtins(shape))
@@ -128,13 +130,14 @@ class Checker(Expander, Evaluator, Propagator, Collector, Solver):
             dims = [_Value(symbolic.Sym.var(d.value), d.span) if isinstance(d.value, str)
                     else d for d in dims]
         values = [d.value for d in dims]
-        if self.symbolic and len(values) in (1, 3) and all(
+        if self.symbolic and len(values) in (1, 2, 3, 4) and all(
                 isinstance(v, symbolic.Sym) or (_is_int(v) and 0 < v <= MAX_SIZE)
                 for v in values):
             return tuple(values)
-        if len(values) not in (1, 3) or not all(_is_int(v) and v > 0 for v in values):
-            self.error("E300", f"input must be [channels, height, width] or [features] in "
-                       f"positive integers; received {values}", spec.input_span,
+        if len(values) not in (1, 2, 3, 4) or not all(_is_int(v) and v > 0 for v in values):
+            self.error("E300", f"input must be [channels, height, width], [channels, length], "
+                       f"[channels, depth, height, width] or [features] in positive integers; "
+                       f"received {values}", spec.input_span,
                        helps=["write input [3, 32, 32] for an RGB 32x32 image"])
             return None
         for d in dims:

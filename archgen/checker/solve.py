@@ -57,7 +57,8 @@ class Solver:
                     layer.in_shape):
                 continue
             parts, example = [], None
-            for axis, word in ((0, "row"), (1, "column")):
+            words = {1: ("position",), 2: ("row", "column"), 3: ("plane", "row", "column")}
+            for axis, word in enumerate(words.get(len(layer.in_shape) - 1, ())):
                 size = layer.in_shape[1 + axis]
                 if not isinstance(size, symbolic.Sym) or len(size.symbols()) != 1 or \
                         a["stride"][axis] == 1:  # consecutive windows read every row

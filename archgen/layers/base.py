@@ -34,10 +34,12 @@ class P(NamedTuple):
     default: Any = REQUIRED
     choices: tuple = ()
     inferred: bool = False  # in_channels/in_features/num_features: keyword only, from the input
+    axes: int = 2  # spatial axes of a per-axis value (pair, padding, pad4, scale): 1, 2 or 3
 
 
 class RF(NamedTuple):
-    """Receptive field per axis (h, w) in input pixels: window size, jump between neighbouring
+    """Receptive field per spatial axis ((h, w) of a map; (l,) and (d, h, w) for 1-D and 3-D
+    inputs) in input pixels: window size, jump between neighbouring
     outputs and the centre of the first output (start). Floats: exact for the integers and
     halves of strided windows; upsampling and uneven adaptive pools give fractions, and sizes
     are shown rounded up to whole pixels.
@@ -53,20 +55,26 @@ class RF(NamedTuple):
     cap: tuple[float, float] | None = None
 
     @staticmethod
-    def identity(bound=None) -> RF:
-        return RF((1.0, 1.0), (1.0, 1.0), (0.5, 0.5),
+    def identity(bound=None, axes: int = 2) -> RF:
+        n = len(bound) if bound else axes
+        return RF((1.0,) * n, (1.0,) * n, (0.5,) * n,
                   tuple(float(b) for b in bound) if bound else None)
+
+    @property
+    def axes(self) -> range:
+        return range(len(self.size))
 
     def _with(self, size, jump, start, cap=None) -> RF:
         cap = cap or self.cap
         if cap:
-            size = tuple(min(size[a], cap[a]) for a in range(2))
+            size = tuple(min(size[a], cap[a]) for a in self.axes)
         return RF(tuple(size), tuple(jump), tuple(start), self.bound, cap)
 
-    def window(self, kernel, stride, pad_begin, dilation=(1, 1)) -> RF:
+    def window(self, kernel, stride, pad_begin, dilation=None) -> RF:
         """The step of a sliding window (conv/pool) over this field."""
+        dilation = dilation or (1,) * len(self.size)
         size, jump, start = [], [], []
-        for a in range(2):
+        for a in self.axes:
             k_eff = dilation[a] * (kernel[a] - 1) + 1
             size.append(self.size[a] + (k_eff - 1) * self.jump[a])
             jump.append(self.jump[a] * stride[a])
@@ -75,37 +83,37 @@ class RF(NamedTuple):
 
     def scaled(self, factor) -> RF:
         """Outputs packed `factor` times denser (upsampling, transposed conv)."""
-        jump = tuple(self.jump[a] / factor[a] for a in range(2))
+        jump = tuple(self.jump[a] / factor[a] for a in self.axes)
         return self._with(self.size, jump, self.start)
 
     def whole(self, positions) -> RF:
         """An output that sees every position of a map (linear after flatten, global pool)."""
-        size = tuple(self.size[a] + (positions[a] - 1) * self.jump[a] for a in range(2))
+        size = tuple(self.size[a] + (positions[a] - 1) * self.jump[a] for a in self.axes)
         start = tuple(self.start[a] + (positions[a] - 1) / 2 * self.jump[a]
-                      for a in range(2))
+                      for a in self.axes)
         return self._with(size, self.jump, start)
 
     def pooled(self, kernel, stride, positions) -> RF:
         """An adaptive pool's windows (`kernel` the widest, `stride` fractional) over a map of
         `positions`: from here on nothing sees more than that whole map, nor than the input."""
-        extent = [self.size[a] + (positions[a] - 1) * self.jump[a] for a in range(2)]
+        extent = [self.size[a] + (positions[a] - 1) * self.jump[a] for a in self.axes]
         cap = [min(extent[a], (self.cap or extent)[a], (self.bound or extent)[a])
-               for a in range(2)]
-        out = self.window(kernel, stride, (0, 0))
+               for a in self.axes]
+        out = self.window(kernel, stride, (0,) * len(self.size))
         return out._with(out.size, out.jump, out.start, tuple(cap))
 
     @staticmethod
     def union(fields: list[RF]) -> RF:
         """What an add/concat output sees: the union of its branches' fields."""
         size, jump, start = [], [], []
-        for a in range(2):
+        for a in fields[0].axes:
             lo = min(f.start[a] - f.size[a] / 2 for f in fields)
             hi = max(f.start[a] + f.size[a] / 2 for f in fields)
             size.append(hi - lo)
             start.append((lo + hi) / 2)
             jump.append(max(f.jump[a] for f in fields))
         caps = [f.cap for f in fields]
-        cap = None if None in caps else tuple(max(c[a] for c in caps) for a in range(2))
+        cap = None if None in caps else tuple(max(c[a] for c in caps) for a in fields[0].axes)
         return RF(tuple(size), tuple(jump), tuple(start), fields[0].bound)._with(
             size, jump, start, cap)
 
@@ -114,8 +122,8 @@ class RF(NamedTuple):
                 "start": [_num(v) for v in self.start]}
 
     def label(self) -> str:
-        h, w = (_whole(v) for v in self.size)
-        return f"{h}" if h == w else f"{h}x{w}"
+        sizes = [_whole(v) for v in self.size]
+        return f"{sizes[0]}" if len(set(sizes)) == 1 else "x".join(map(str, sizes))
 
 
 def _num(v: float) -> int | float:
@@ -368,7 +376,7 @@ def _is_int(v: Any) -> bool:
 def coerce(p: P, v: Any) -> Any:
     """Check one argument value against its type; normalise per-axis values to pairs."""
     t = p.type
-    bad = LayerError("E300", f"{p.name} expects {_TYPE_TEXT[t]}, received {describe(v)}",
+    bad = LayerError("E300", f"{p.name} expects {_type_text(p)}, received {describe(v)}",
                      arg=p.name)
     if v is None and p.default is None:
         return None
@@ -376,10 +384,12 @@ def coerce(p: P, v: Any) -> Any:
         if not _is_int(v):
             raise bad
         return v
-    if t == "pair":
+    n = p.axes  # 0: any number of axes (upsample), one value standing for every axis
+    if t == "pair":  # one integer per spatial axis (two for a map: a pair)
         if _is_int(v):
-            return (v, v)
-        if isinstance(v, tuple) and len(v) == 2 and all(_is_int(i) for i in v):
+            return (v,) * max(n, 1)
+        if isinstance(v, tuple) and (len(v) == n or (n == 0 and v)) and all(
+                _is_int(i) for i in v):
             return v
         raise bad
     if t in ("float", "float_or_none"):
@@ -409,15 +419,16 @@ def coerce(p: P, v: Any) -> Any:
                 return v
             raise LayerError("E301", f"padding must be a number, a pair, same or valid; "
                              f"received {v!r}", arg=p.name)
-        return coerce(P(p.name, "pair"), v)
-    if t == "pad4":
+        return coerce(P(p.name, "pair", axes=n), v)
+    if t == "pad4":  # F.pad's order: (left, right[, top, bottom[, front, back]]), last axis first
         if _is_int(v):
-            return (v, v, v, v)
-        if isinstance(v, tuple) and len(v) in (2, 4) and all(_is_int(i) for i in v):
-            return (*v, 0, 0) if len(v) == 2 else v  # F.pad: (left, right[, top, bottom])
+            return (v,) * (2 * n)
+        if isinstance(v, tuple) and len(v) in range(2, 2 * n + 1, 2) and all(
+                _is_int(i) for i in v):
+            return (*v, *(0,) * (2 * n - len(v)))
         raise bad
     if t == "pair_or_none":
-        return coerce(P(p.name, "pair"), v)
+        return coerce(P(p.name, "pair", axes=n), v)
     if t == "ints":  # a shape or a list of dims of any length: layernorm(96), permute(1, 2, 0)
         if _is_int(v):
             return (v,)
@@ -426,12 +437,32 @@ def coerce(p: P, v: Any) -> Any:
         raise bad
     if t == "scale":
         if isinstance(v, (int, float)) and not isinstance(v, bool):
-            return (float(v), float(v))
-        if isinstance(v, tuple) and len(v) == 2 and all(
+            return (float(v),) * max(n, 1)
+        if isinstance(v, tuple) and (len(v) == n or (n == 0 and v)) and all(
                 isinstance(i, (int, float)) and not isinstance(i, bool) for i in v):
-            return (float(v[0]), float(v[1]))
+            return tuple(float(i) for i in v)
         raise bad
     raise AssertionError(f"unknown argument type {t}")
+
+
+def _type_text(p: P) -> str:
+    """What a value of `p`'s type looks like, for its spatial axes."""
+    if p.axes in (0, 2) or p.type not in _AXES_TEXT:  # 0: any rank, read as a map's
+        return _TYPE_TEXT[p.type]
+    return _AXES_TEXT[p.type][p.axes]
+
+
+_AXES_TEXT = {  # per-axis types of 1-D and 3-D kinds
+    "pair": {1: "an integer or a 1-tuple such as (3,)",
+             3: "an integer or a triple such as (3, 5, 5)"},
+    "pair_or_none": {1: "an integer or a 1-tuple", 3: "an integer or a triple"},
+    "padding": {1: "an integer, a 1-tuple, same or valid",
+                3: "an integer, a triple, same or valid"},
+    "pad4": {1: "an integer or (left, right)",
+             3: "an integer, (left, right), (left, right, top, bottom) or (left, right, top, "
+                "bottom, front, back)"},
+    "scale": {1: "a number or a 1-tuple of numbers", 3: "a number or a triple of numbers"},
+}
 
 
 _TYPE_TEXT = {
@@ -480,5 +511,6 @@ def check_inferred(kind: LayerKind, a: dict, x: Shape) -> LayerError | None:
                              f"or change it to {actual}"])
 
 
-def spatial(x: Shape) -> tuple[int, int]:
-    return x[1], x[2]
+def spatial(x: Shape) -> tuple[int, ...]:
+    """The spatial sizes of an input without the batch: (H, W) of [C, H, W], (L,), (D, H, W)."""
+    return tuple(x[1:])

@@ -1,25 +1,31 @@
-"""conv2d and conv_transpose2d."""
+"""conv1d/conv2d/conv3d and conv_transpose1d/2d/3d: one class per family, registered once
+per spatial rank (`dims`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from math import prod
+from typing import TYPE_CHECKING
 
 from .. import shapes
-from ..onnx_graph import Pads, conv_pads, helpers
 from ..symbolic import holds, smax
-from ..torch_calls import Call, call_args, torch_call
+from ..record import record
 from .base import (RF, LayerError, LayerKind, Memory, P, Shape, Warn, fmt_tuple, positive,
                    register, spatial)
 
+if TYPE_CHECKING:  # annotations only
+    from ..onnx_graph import Pads
+    from ..torch_calls import Call
+
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+AXIS_NAMES = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
 
 
-def check_padding_fits(mode: str, pads: tuple[tuple[int, int], tuple[int, int]], x: Shape,
+def check_padding_fits(mode: str, pads: tuple[tuple[int, int], ...], x: Shape,
                        arg: str = "padding") -> None:
     """PyTorch's limits on non-zero padding modes, per side: reflect needs pad < size,
     circular pad <= size, replicate a non-empty input."""
-    h, w = spatial(x)
-    for (begin, end), size, axis in ((pads[0], h, "height"), (pads[1], w, "width")):
+    sizes = spatial(x)
+    for (begin, end), size, axis in zip(pads, sizes, AXIS_NAMES[len(sizes)]):
         worst = smax(begin, end)
         if mode == "reflect" and not holds(worst < size):
             raise LayerError(
@@ -36,43 +42,50 @@ def check_padding_fits(mode: str, pads: tuple[tuple[int, int], tuple[int, int]],
 
 
 def _pair_text(v: tuple) -> str:
-    return str(v[0]) if v[0] == v[1] else fmt_tuple(v)
+    """One value per axis, written once when they are all equal: 2, (1, 3)."""
+    return str(v[0]) if len(set(v)) == 1 else fmt_tuple(v)
 
 
-@register
-class Conv2d(LayerKind):
-    name = "conv2d"
-    torch_class = "nn.Conv2d"
-    doc = "2-D convolution"
-    params = (
-        P("in_channels", "int", None, inferred=True),
-        P("out_channels", "int"),
-        P("kernel_size", "pair"),
-        P("stride", "pair", (1, 1)),
-        P("padding", "padding", (0, 0)),
-        P("dilation", "pair", (1, 1)),
-        P("groups", "int", 1),
-        P("bias", "bool", True),
-        P("padding_mode", "enum", "zeros", choices=PADDING_MODES),
-    )
+def _ones(dims: int) -> tuple[int, ...]:
+    return (1,) * dims
+
+
+class ConvNd(LayerKind):
+    """An N-d convolution over [C, *spatial]; `dims` is the number of spatial axes."""
+
+    dims: int = 2
     positional_args = ("out_channels", "kernel_size", "stride", "padding")
     shape_args = ("out_channels", "kernel_size", "stride", "padding", "dilation")
-    example = "conv2d(16, 3, stride=2, padding=1, groups=2)"
     sum_in_place = True
     channels_rule = "out_channels"
-    fold_role = "conv"
+
+    @classmethod
+    def schema(cls, dims: int) -> tuple[P, ...]:
+        return (
+            P("in_channels", "int", None, inferred=True),
+            P("out_channels", "int"),
+            P("kernel_size", "pair", axes=dims),
+            P("stride", "pair", _ones(dims), axes=dims),
+            P("padding", "padding", (0,) * dims, axes=dims),
+            P("dilation", "pair", _ones(dims), axes=dims),
+            P("groups", "int", 1),
+            P("bias", "bool", True),
+            P("padding_mode", "enum", "zeros", choices=PADDING_MODES),
+        )
 
     def lower_torch(self, layer, exprs=None) -> Call:
+        from ..torch_calls import Call, call_args, torch_call
         if self.same_stride(layer.args):  # PyTorch refuses it: SAME_UPPER through the helper
             return Call("Conv2dSame", call_args(layer, 2, skip=("padding",), exprs=exprs))
         return torch_call(layer, 2, exprs)
 
     def lower_onnx(self, g, layer, x: str) -> str:
+        from ..onnx_graph import conv_pads
         a = layer.args
         pads = a["pads"]
         if a["padding_mode"] != "zeros" and any(p for pair in pads for p in pair):
             x = g.pad(f"{layer.path}/pad", x, f"{layer.path}/padded", pads, a["padding_mode"])
-            pads = ((0, 0), (0, 0))
+            pads = ((0, 0),) * self.dims
         inputs = [x, g.weight(layer, "weight")] + (
             [g.weight(layer, "bias")] if a["bias"] else [])
         y = g.output_of(layer, layer.path)
@@ -82,9 +95,9 @@ class Conv2d(LayerKind):
         return y
 
     def weight_entries(self, a: dict) -> list[tuple]:
-        kh, kw = a["kernel_size"]
-        fan_in = a["in_channels"] // a["groups"] * kh * kw
-        shape = (a["out_channels"], a["in_channels"] // a["groups"], kh, kw)
+        k = a["kernel_size"]
+        fan_in = a["in_channels"] // a["groups"] * prod(k)
+        shape = (a["out_channels"], a["in_channels"] // a["groups"], *k)
         out = [("weight", shape, ("he", fan_in))]
         if a["bias"]:
             out.append(("bias", (a["out_channels"],), ("bias", fan_in)))
@@ -94,6 +107,13 @@ class Conv2d(LayerKind):
         positive(a, "out_channels", "kernel_size", "stride", "dilation", "groups")
         positive(a, "padding", allow_zero=True)
         divisible(a, "out_channels")
+        if self.dims != 2 and self.same_stride(a):
+            raise LayerError(
+                "E426", f"padding=same with stride {_pair_text(a['stride'])} is refused by "
+                f"PyTorch's {self.torch_class} (it pads only unstrided convolutions)",
+                arg="padding",
+                helps=["give the padding as a number, or use stride=1 (archgen writes a "
+                       "SAME_UPPER helper only for conv2d)"])
 
     def normalise(self, a: dict, x: Shape) -> None:
         a["pads"] = self.pads(a, x)
@@ -108,20 +128,22 @@ class Conv2d(LayerKind):
         return errors
 
     @staticmethod
-    def pads(a: dict, x: Shape) -> tuple[tuple[int, int], tuple[int, int]]:
-        """(begin, end) padding per axis (h, w) that PyTorch (or SAME_UPPER) applies."""
+    def pads(a: dict, x: Shape) -> tuple[tuple[int, int], ...]:
+        """(begin, end) padding per spatial axis that PyTorch (or SAME_UPPER) applies."""
         p = a["padding"]
+        sizes = spatial(x)
         if p == "valid":
-            return (0, 0), (0, 0)
+            return ((0, 0),) * len(sizes)
         if p == "same":
             return tuple(shapes.same_pads(size, a["kernel_size"][i], a["stride"][i],
                                           a["dilation"][i])
-                         for i, size in enumerate(spatial(x)))
-        return (p[0], p[0]), (p[1], p[1])
+                         for i, size in enumerate(sizes))
+        return tuple((v, v) for v in p)
 
     def output_shape(self, a: dict, x: Shape) -> Shape:
         out = []
-        for i, size in enumerate(spatial(x)):
+        sizes = spatial(x)
+        for i, size in enumerate(sizes):
             begin, end = a["pads"][i]
             if a["padding"] == "same":  # ceil(size / stride) whatever the size (same_pads)
                 n = (size + a["stride"][i] - 1) // a["stride"][i]
@@ -131,7 +153,7 @@ class Conv2d(LayerKind):
             if not holds(n >= 1):
                 k_eff = a["dilation"][i] * (a["kernel_size"][i] - 1) + 1
                 raise LayerError(
-                    "E402", f"the output {'height' if i == 0 else 'width'} would be {n}: "
+                    "E402", f"the output {AXIS_NAMES[len(sizes)][i]} would be {n}: "
                     f"the kernel spans {k_eff} pixels but the padded input is only "
                     f"{size + begin + end}", arg="kernel_size",
                     notes=[f"the input arriving here is {list(x)}"],
@@ -141,13 +163,11 @@ class Conv2d(LayerKind):
         return (a["out_channels"], *out)
 
     def param_count(self, a: dict) -> int:
-        kh, kw = a["kernel_size"]
-        weights = a["out_channels"] * (a["in_channels"] // a["groups"]) * kh * kw
+        weights = a["out_channels"] * (a["in_channels"] // a["groups"]) * prod(a["kernel_size"])
         return weights + (a["out_channels"] if a["bias"] else 0)
 
     def macs(self, a: dict, x: Shape, y: Shape) -> int:
-        kh, kw = a["kernel_size"]
-        return y[0] * y[1] * y[2] * (a["in_channels"] // a["groups"]) * kh * kw
+        return prod(y) * (a["in_channels"] // a["groups"]) * prod(a["kernel_size"])
 
     def receptive_field(self, a: dict, rf: RF, x: Shape, y: Shape) -> RF:
         return rf.window(a["kernel_size"], a["stride"], [p[0] for p in a["pads"]], a["dilation"])
@@ -159,12 +179,12 @@ class Conv2d(LayerKind):
         """The conv keeps what it convolves: its input, or the padded copy that nn.Conv2d
         (padding_mode other than zeros), Conv2dSame (same with a stride) or ATen (same with
         an even kernel) makes first; reflect and replicate padding keep their input too."""
-        (t, b), (left, r) = a["pads"]
+        pads = a["pads"]
         explicit = a["padding_mode"] != "zeros" or (
-            a["padding"] == "same" and (self.same_stride(a) or t != b or left != r))
+            a["padding"] == "same" and (self.same_stride(a) or any(b != e for b, e in pads)))
         if not explicit:
             return Memory(saves=("input",))
-        padded = x[0] * (x[1] + t + b) * (x[2] + left + r)
+        padded = x[0] * prod(size + b + e for size, (b, e) in zip(spatial(x), pads))
         keeps_input = a["padding_mode"] in ("reflect", "replicate")
         return Memory(saves=("input",) if keeps_input else (), extra=((padded, "act"),),
                       temp=padded, input_needs_grad=True)
@@ -172,7 +192,20 @@ class Conv2d(LayerKind):
     @staticmethod
     def same_stride(a: dict) -> bool:
         """padding=same with a stride > 1: PyTorch refuses it; archgen means SAME_UPPER."""
-        return a["padding"] == "same" and a["stride"] != (1, 1)
+        return a["padding"] == "same" and any(s != 1 for s in a["stride"])
+
+
+def _register_conv(dims: int, example: str) -> type[ConvNd]:
+    cls = type(f"Conv{dims}d", (ConvNd,), {
+        "name": f"conv{dims}d", "torch_class": f"nn.Conv{dims}d", "doc": f"{dims}-D convolution",
+        "dims": dims, "rank": dims + 1, "params": ConvNd.schema(dims), "example": example,
+        "fold_role": "conv" if dims == 2 else None})
+    return register(cls)
+
+
+Conv1d = _register_conv(1, "conv1d(16, 5, stride=2, padding=2)")
+Conv2d = _register_conv(2, "conv2d(16, 3, stride=2, padding=1, groups=2)")
+Conv3d = _register_conv(3, "conv3d(8, 3, padding=1, padding_mode=replicate)")
 
 
 def divisible(a: dict, name: str, *, raise_: bool = True) -> LayerError | None:
@@ -231,20 +264,26 @@ def unread(size: int, kernel: int, stride: int, pad_begin: int, out: int,
 _MAX_TAPS = 100_000  # beyond this many kernel taps per axis W500 is not worked out
 
 
+_UNITS = {1: ("position(s)",), 2: ("row(s)", "column(s)"),
+          3: ("plane(s)", "row(s)", "column(s)")}
+
+
 def window_warnings(kernel, stride, pads, dilation, x: Shape, y: Shape) -> list[Warn]:
     out = []
-    h, w = spatial(x)
-    k_eff = [dilation[i] * (kernel[i] - 1) + 1 for i in range(2)]
+    sizes = spatial(x)
+    dims = len(sizes)
+    shown = "x".join(map(str, sizes))
+    k_eff = [dilation[i] * (kernel[i] - 1) + 1 for i in range(dims)]
     # Input rows/columns that no window reads. A 1x1 window that strides (the projection
     # shortcut of a ResNet) subsamples by design and is left alone.
-    lost, trail = [0, 0], [0, 0]
-    for i, size in enumerate((h, w)):
+    lost, trail = [0] * dims, [0] * dims
+    for i, size in enumerate(sizes):
         if k_eff[i] > 1 and kernel[i] <= _MAX_TAPS:
             lost[i], trail[i] = unread(size, kernel[i], stride[i], pads[i][0], y[1 + i],
                                        dilation[i])
     if any(lost):
         axes = [(n, t, size, name) for n, t, size, name in
-                zip(lost, trail, (h, w), ("row(s)", "column(s)")) if n]
+                zip(lost, trail, sizes, _UNITS[dims]) if n]
         where = " and ".join(f"the last {n} {name}" if n == t else f"{n} of the {size} {name}"
                              for n, t, size, name in axes)
         gaps = any(n != t for n, t, _, _ in axes)
@@ -254,50 +293,54 @@ def window_warnings(kernel, stride, pads, dilation, x: Shape, y: Shape) -> list[
                          + (f" (every {_pair_text(tuple(dilation))}th)" if max(dilation) > 1
                             else "") + f" but moves {_pair_text(tuple(stride))} at a time, so "
                          "the pixels between windows are skipped")
-        helps = (["use a stride no larger than the kernel (e.g. maxpool2d(3, stride=3)), or "
-                  "a larger kernel"] if gaps else
+        helps = ([f"use a stride no larger than the kernel (e.g. maxpool{dims}d(3, stride=3)), "
+                  "or a larger kernel"] if gaps else
                  ["pad the input, pick a size divisible by the stride, or use "
                   "ceil_mode=true (pooling) / padding=same (conv)"])
         out.append(Warn(
             "W500", f"stride {_pair_text(tuple(stride))} silently {'skips' if gaps else 'drops'} "
-            f"{where} of the {h}x{w} input", arg="stride", notes=notes, helps=helps))
-    if (h, w) != (1, 1) and k_eff[0] >= h + sum(pads[0]) and k_eff[1] >= w + sum(pads[1]):
+            f"{where} of the {shown} input", arg="stride", notes=notes, helps=helps))
+    if tuple(sizes) != (1,) * dims and all(k_eff[i] >= sizes[i] + sum(pads[i])
+                                           for i in range(dims)):
         out.append(Warn(
-            "W501", f"the {k_eff[0]}x{k_eff[1]} kernel covers the whole {h}x{w} input",
+            "W501", f"the {'x'.join(map(str, k_eff))} kernel covers the whole {shown} input",
             arg="kernel_size",
-            helps=["a global pooling (adaptive_avgpool2d(1)) or a linear layer says this "
-                   "more directly"]))
+            helps=[f"a global pooling (adaptive_avgpool{dims}d(1)) or a linear layer says "
+                   "this more directly"]))
     return out
 
 
-@register
-class ConvTranspose2d(LayerKind):
-    name = "conv_transpose2d"
-    torch_class = "nn.ConvTranspose2d"
-    doc = "2-D transposed convolution (learned upsampling)"
-    params = (
-        P("in_channels", "int", None, inferred=True),
-        P("out_channels", "int"),
-        P("kernel_size", "pair"),
-        P("stride", "pair", (1, 1)),
-        P("padding", "pair", (0, 0)),
-        P("output_padding", "pair", (0, 0)),
-        P("groups", "int", 1),
-        P("bias", "bool", True),
-        P("dilation", "pair", (1, 1)),
-        P("padding_mode", "enum", "zeros", choices=("zeros",)),
-    )
+class ConvTransposeNd(LayerKind):
+    """An N-d transposed convolution over [C, *spatial]; `dims` spatial axes."""
+
+    dims: int = 2
     positional_args = ("out_channels", "kernel_size", "stride", "padding")
     shape_args = ("out_channels", "kernel_size", "stride", "padding", "output_padding",
                   "dilation")
-    example = "conv_transpose2d(8, 2, stride=2)"
     sum_in_place = True
     channels_rule = "out_channels"
 
+    @classmethod
+    def schema(cls, dims: int) -> tuple[P, ...]:
+        return (
+            P("in_channels", "int", None, inferred=True),
+            P("out_channels", "int"),
+            P("kernel_size", "pair", axes=dims),
+            P("stride", "pair", _ones(dims), axes=dims),
+            P("padding", "pair", (0,) * dims, axes=dims),
+            P("output_padding", "pair", (0,) * dims, axes=dims),
+            P("groups", "int", 1),
+            P("bias", "bool", True),
+            P("dilation", "pair", _ones(dims), axes=dims),
+            P("padding_mode", "enum", "zeros", choices=("zeros",)),
+        )
+
     def lower_torch(self, layer, exprs=None) -> Call:
+        from ..torch_calls import torch_call
         return torch_call(layer, 2, exprs)
 
     def lower_onnx(self, g, layer, x: str) -> str:
+        from ..onnx_graph import conv_pads, helpers
         a = layer.args
         plan = conv_transpose_plan(a)
         attrs = {"kernel_shape": a["kernel_size"], "strides": a["stride"],
@@ -311,20 +354,21 @@ class ConvTranspose2d(LayerKind):
             g.emit("conv_transpose", name=p, y=y, inputs=inputs + bias, **attrs)
             return y
         g.emit("conv_transpose", name=f"{p}/conv", y=f"{p}/conv", inputs=inputs, **attrs)
-        extend = ((0, plan.extend[0]), (0, plan.extend[1]))
+        extend = tuple((0, e) for e in plan.extend)
         if not a["bias"]:
             return g.pad(p, f"{p}/conv", g.output_of(layer, p), extend, "zeros")
         g.pad(f"{p}/pad", f"{p}/conv", f"{p}/padded", extend, "zeros")
         y = g.output_of(layer, p)
         g.emit("add_bias", name=p, y=y, x=f"{p}/padded", bias=g.weight(layer, "bias"),
-               h=helpers(p, "bias"), axes=g.const(f"{p}/bias.axes", [1, 2], "int64"))
+               h=helpers(p, "bias"),
+               axes=g.const(f"{p}/bias.axes", list(range(1, self.dims + 1)), "int64"))
         return y
 
     def weight_entries(self, a: dict) -> list[tuple]:
-        kh, kw = a["kernel_size"]
+        k = a["kernel_size"]
         # PyTorch computes a transposed conv's fan-in from weight.shape[1] (out_channels // groups)
-        fan_in = a["out_channels"] // a["groups"] * kh * kw
-        shape = (a["in_channels"], a["out_channels"] // a["groups"], kh, kw)
+        fan_in = a["out_channels"] // a["groups"] * prod(k)
+        shape = (a["in_channels"], a["out_channels"] // a["groups"], *k)
         out = [("weight", shape, ("he", fan_in))]
         if a["bias"]:
             out.append(("bias", (a["out_channels"],), ("bias", fan_in)))
@@ -337,7 +381,7 @@ class ConvTranspose2d(LayerKind):
         positive(a, "out_channels", "kernel_size", "stride", "dilation", "groups")
         positive(a, "padding", "output_padding", allow_zero=True)
         divisible(a, "out_channels")
-        for i in range(2):
+        for i in range(self.dims):
             op = a["output_padding"][i]
             if op >= a["stride"][i] and op >= a["dilation"][i]:
                 raise LayerError(
@@ -360,14 +404,12 @@ class ConvTranspose2d(LayerKind):
         return (a["out_channels"], *out)
 
     def param_count(self, a: dict) -> int:
-        kh, kw = a["kernel_size"]
-        weights = a["in_channels"] * (a["out_channels"] // a["groups"]) * kh * kw
+        weights = a["in_channels"] * (a["out_channels"] // a["groups"]) * prod(a["kernel_size"])
         return weights + (a["out_channels"] if a["bias"] else 0)
 
     def macs(self, a: dict, x: Shape, y: Shape) -> int:
         # every input pixel is multiplied by every weight of its group
-        kh, kw = a["kernel_size"]
-        return x[0] * x[1] * x[2] * (a["out_channels"] // a["groups"]) * kh * kw
+        return prod(x) * (a["out_channels"] // a["groups"]) * prod(a["kernel_size"])
 
     def receptive_field(self, a: dict, rf: RF, x: Shape, y: Shape) -> RF:
         return rf.scaled(a["stride"])
@@ -376,9 +418,22 @@ class ConvTranspose2d(LayerKind):
         return Memory(saves=("input",))
 
 
-# -- ONNX conversions only conv_transpose2d uses ----------------------------------------------
+def _register_transpose(dims: int, example: str) -> type[ConvTransposeNd]:
+    cls = type(f"ConvTranspose{dims}d", (ConvTransposeNd,), {
+        "name": f"conv_transpose{dims}d", "torch_class": f"nn.ConvTranspose{dims}d",
+        "doc": f"{dims}-D transposed convolution (learned upsampling)", "dims": dims,
+        "rank": dims + 1, "params": ConvTransposeNd.schema(dims), "example": example})
+    return register(cls)
 
-@dataclass
+
+ConvTranspose1d = _register_transpose(1, "conv_transpose1d(8, 4, stride=2, padding=1)")
+ConvTranspose2d = _register_transpose(2, "conv_transpose2d(8, 2, stride=2)")
+ConvTranspose3d = _register_transpose(3, "conv_transpose3d(4, 2, stride=2)")
+
+
+# -- ONNX conversions only conv_transpose uses ----------------------------------------------
+
+@record
 class ConvTransposePlan:
     """ConvTranspose's `pads` and `output_padding`, and `extend`: zero rows/columns to append
     after it (then the bias is added separately, since PyTorch adds it to those too)."""

@@ -1,17 +1,17 @@
-"""batchnorm2d."""
+"""batchnorm1d, batchnorm2d, batchnorm3d: one class registered once per spatial rank."""
 
 from __future__ import annotations
 
-from ..onnx_graph import helpers
-from ..torch_calls import torch_call
+from math import prod
+
 from .base import LayerError, LayerKind, Memory, P, Shape, Warn, register
 
 
-@register
-class BatchNorm2d(LayerKind):
-    name = "batchnorm2d"
-    torch_class = "nn.BatchNorm2d"
-    doc = "batch normalisation over the channels of a feature map"
+class BatchNormNd(LayerKind):
+    """Batch normalisation over the channels of [C, *spatial] (`dims` spatial axes);
+    batchnorm1d also takes flat features [F], as nn.BatchNorm1d does."""
+
+    dims: int = 2
     params = (
         P("num_features", "int", None, inferred=True),
         P("eps", "float", 1e-5),
@@ -19,14 +19,14 @@ class BatchNorm2d(LayerKind):
         P("affine", "bool", True),
         P("track_running_stats", "bool", True),
     )
-    example = "batchnorm2d(eps=0.001)"
     sum_in_place = True
-    fold_role = "batchnorm"
 
     def lower_torch(self, layer, exprs=None):
+        from ..torch_calls import torch_call
         return torch_call(layer, 1, exprs)
 
     def lower_onnx(self, g, layer, x: str) -> str:
+        from ..onnx_graph import helpers
         a = layer.args
         c = a["num_features"]
         if a["affine"]:
@@ -43,8 +43,11 @@ class BatchNorm2d(LayerKind):
             g.emit("batchnorm_batch_stats", name=layer.path, y=y, x=x, scale=scale, shift=shift,
                    h=helpers(layer.path, "mean", "centred", "square", "var", "var_eps", "std",
                               "normed", "scale", "shift", "scaled"),
-                   axes=g.const(f"{layer.path}/axes", [0, 2, 3], "int64"),
-                   channel_axes=g.const(f"{layer.path}/channel_axes", [1, 2], "int64"),
+                   axes=g.const(f"{layer.path}/axes",
+                                [0, *range(2, len(layer.in_shape) + 1)], "int64"),
+                   # (C,) against [N, C, *spatial]: [C, 1, ...]; against flat [N, F]: [1, F]
+                   channel_axes=g.const(f"{layer.path}/channel_axes",
+                                        list(range(1, len(layer.in_shape))) or [0], "int64"),
                    epsilon=g.const(f"{layer.path}/eps", a["eps"]))
         return y
 
@@ -65,11 +68,20 @@ class BatchNorm2d(LayerKind):
             raise LayerError("E301", f"eps must be non-negative, received {a['eps']}",
                              arg="eps")
 
+    def normalise(self, a: dict, x: Shape) -> None:
+        if self.rank is None and len(x) not in (1, 2):  # batchnorm1d: [C, L] or [F]
+            raise LayerError("E405", f"{self.name} expects [C, L] or flat features [F] but "
+                             f"receives {list(x)}", arg="num_features",
+                             helps=[f"use batchnorm{len(x) - 1}d for this input"
+                                    if len(x) in (3, 4) else "reshape the input first"])
+
     def warnings(self, a: dict, x: Shape, y: Shape) -> list[Warn]:
-        if not a["track_running_stats"] and x[1] * x[2] == 1:
+        if not a["track_running_stats"] and prod(x[1:]) == 1:
+            where = "1x1 map" if len(x) == 3 else (
+                "single position" if len(x) > 1 else "flat input")
             return [Warn(
                 "W505", "track_running_stats=false normalises with the batch's own "
-                "statistics, even in eval mode; on a 1x1 map a batch of 1 has one value per "
+                f"statistics, even in eval mode; on a {where} a batch of 1 has one value per "
                 "channel, which PyTorch refuses", arg="track_running_stats",
                 helps=["keep running statistics, or normalise before the map shrinks to 1x1"])]
         return []
@@ -83,3 +95,18 @@ class BatchNorm2d(LayerKind):
 
     def param_count(self, a: dict) -> int:
         return 2 * a["num_features"] if a["affine"] else 0
+
+
+def _register(dims: int, example: str) -> None:
+    register(type(f"BatchNorm{dims}d", (BatchNormNd,), {
+        "name": f"batchnorm{dims}d", "torch_class": f"nn.BatchNorm{dims}d",
+        "doc": "batch normalisation over the channels of " + (
+            "a feature map" if dims == 2 else "[C, L] or flat features [F]" if dims == 1
+            else "a volume [C, D, H, W]"),
+        "dims": dims, "rank": None if dims == 1 else dims + 1, "example": example,
+        "fold_role": "batchnorm" if dims == 2 else None}))
+
+
+_register(1, "batchnorm1d(momentum=0.2)")
+_register(2, "batchnorm2d(eps=0.001)")
+_register(3, "batchnorm3d(affine=false)")

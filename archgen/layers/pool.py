@@ -1,26 +1,30 @@
-"""maxpool2d, avgpool2d, adaptive_avgpool2d, adaptive_maxpool2d."""
+"""maxpool, avgpool, adaptive_avgpool and adaptive_maxpool in 1d, 2d and 3d: one class per
+family, registered once per spatial rank (`dims`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from math import prod
+from typing import TYPE_CHECKING
 
 from .. import shapes
-from ..onnx_graph import Pads, conv_pads, empty_windows, helpers, pad_pads, pool_pads
 from ..symbolic import holds
-from ..torch_calls import torch_call
-
+from ..record import record
 from .base import (RF, LayerError, LayerKind, Memory, P, Shape, Warn, fmt_tuple, positive,
                    register, spatial)
-from .conv import window_warnings
+from .conv import AXIS_NAMES, window_warnings
+
+if TYPE_CHECKING:  # annotations only
+    from ..onnx_graph import Pads
 
 
 class _Pool(LayerKind):
     """Shared rule of max and average pooling: stride defaults to kernel_size."""
 
     positional_args = ("kernel_size", "stride", "padding")
+    dims: int = 2
 
     def lower_torch(self, layer, exprs=None):
+        from ..torch_calls import torch_call
         a = layer.args
         skip = ("stride",) if a["stride"] == a["kernel_size"] else ()  # PyTorch's default
         return torch_call(layer, 1, exprs, skip)
@@ -31,11 +35,11 @@ class _Pool(LayerKind):
     def check_args(self, a: dict) -> None:
         if a.get("stride") is None:
             a["stride"] = a["kernel_size"]
-        a.setdefault("dilation", (1, 1))
+        a.setdefault("dilation", (1,) * self.dims)
         positive(a, "kernel_size", "stride", "dilation")
         positive(a, "padding", allow_zero=True)
         k, p = a["kernel_size"], a["padding"]
-        if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        if any(p[i] > k[i] // 2 for i in range(self.dims)):
             raise LayerError(
                 "E403", f"pad should be at most half of kernel size. Received: "
                 f"padding={fmt_tuple(p)}, kernel_size={fmt_tuple(k)}", arg="padding",
@@ -53,7 +57,7 @@ class _Pool(LayerKind):
                                 a["dilation"][i], a["ceil_mode"])
             if not holds(n >= 1):
                 raise LayerError(
-                    "E402", f"the output {'height' if i == 0 else 'width'} would be {n}: a "
+                    "E402", f"the output {AXIS_NAMES[self.dims][i]} would be {n}: a "
                     f"{a['kernel_size'][i]}-wide window does not fit the input of {size}",
                     arg="kernel_size", notes=[f"the input arriving here is {list(x)}"],
                     helps=["use a smaller kernel, or remove an earlier layer that shrinks "
@@ -69,23 +73,22 @@ class _Pool(LayerKind):
         return window_warnings(a["kernel_size"], a["stride"], pads, a["dilation"], x, y)
 
 
-@register
-class MaxPool2d(_Pool):
-    name = "maxpool2d"
-    torch_class = "nn.MaxPool2d"
-    doc = "2-D max pooling"
-    params = (
-        P("kernel_size", "pair"),
-        P("stride", "pair_or_none", None),
-        P("padding", "pair", (0, 0)),
-        P("dilation", "pair", (1, 1)),
-        P("return_indices", "bool", False),
-        P("ceil_mode", "bool", False),
-    )
+class MaxPoolNd(_Pool):
     shape_args = ("kernel_size", "stride", "padding", "dilation", "ceil_mode")
-    example = "maxpool2d(3, stride=2, padding=1)"
+
+    @classmethod
+    def schema(cls, dims: int) -> tuple[P, ...]:
+        return (
+            P("kernel_size", "pair", axes=dims),
+            P("stride", "pair_or_none", None, axes=dims),
+            P("padding", "pair", (0,) * dims, axes=dims),
+            P("dilation", "pair", (1,) * dims, axes=dims),
+            P("return_indices", "bool", False),
+            P("ceil_mode", "bool", False),
+        )
 
     def lower_onnx(self, g, layer, x: str) -> str:
+        from ..onnx_graph import conv_pads, empty_windows, pad_pads, pool_pads
         a = layer.args
         pads = pool_pads(spatial(layer.in_shape), a, spatial(layer.out_shape))
         # onnxruntime refuses pads >= kernel, which ceil_mode's overhang can reach with dilation,
@@ -97,7 +100,7 @@ class MaxPool2d(_Pool):
             padded = f"{layer.path}/padded"
             g.emit("pad", name=f"{layer.path}/pad", y=padded, mode="constant",
                    inputs=[x, g.const(f"{layer.path}/pad.pads", pad_pads(pads), "int64"), neg_inf])
-            x, pads = padded, ((0, 0), (0, 0))
+            x, pads = padded, ((0, 0),) * self.dims
         y = g.output_of(layer, layer.path)
         g.emit("max_pool", name=layer.path, y=y, x=x, kernel_shape=a["kernel_size"],
                strides=a["stride"], pads=conv_pads(pads), dilations=a["dilation"])
@@ -108,29 +111,28 @@ class MaxPool2d(_Pool):
         return Memory(saves=("input",), extra=indices, scratch=indices)
 
 
-@register
-class AvgPool2d(_Pool):
-    name = "avgpool2d"
-    torch_class = "nn.AvgPool2d"
-    doc = "2-D average pooling"
-    params = (
-        P("kernel_size", "pair"),
-        P("stride", "pair_or_none", None),
-        P("padding", "pair", (0, 0)),
-        P("ceil_mode", "bool", False),
-        P("count_include_pad", "bool", True),
-        P("divisor_override", "int", None),
-    )
+class AvgPoolNd(_Pool):
     shape_args = ("kernel_size", "stride", "padding", "ceil_mode")
-    example = "avgpool2d(2, ceil_mode=true)"
+
+    @classmethod
+    def schema(cls, dims: int) -> tuple[P, ...]:
+        return (
+            P("kernel_size", "pair", axes=dims),
+            P("stride", "pair_or_none", None, axes=dims),
+            P("padding", "pair", (0,) * dims, axes=dims),
+            P("ceil_mode", "bool", False),
+            P("count_include_pad", "bool", True),
+            *((P("divisor_override", "int", None),) if dims > 1 else ()),  # not in AvgPool1d
+        )
 
     def lower_onnx(self, g, layer, x: str) -> str:
+        from ..onnx_graph import conv_pads, helpers
         a = layer.args
         plan = avgpool_plan(spatial(layer.in_shape), a, spatial(layer.out_shape))
         if plan.divisor is not None:
-            channels, (kh, kw) = layer.in_shape[0], a["kernel_size"]
-            ones = g.const(f"{layer.path}/ones", [1.0] * (channels * kh * kw),
-                           shape=(channels, 1, kh, kw))
+            channels, k = layer.in_shape[0], a["kernel_size"]
+            ones = g.const(f"{layer.path}/ones", [1.0] * (channels * prod(k)),
+                           shape=(channels, 1, *k))
             y = g.output_of(layer, layer.path)
             g.emit("sum_pool", name=layer.path, y=y, x=x, h=helpers(layer.path, "sum"),
                    ones=ones, kernel_shape=a["kernel_size"],
@@ -148,8 +150,22 @@ class AvgPool2d(_Pool):
     def memory(self, a: dict, x: Shape, y: Shape) -> Memory:
         return Memory(saves=("input",))
 
+    def check_input(self, a: dict, x: Shape) -> list[LayerError]:
+        # ATen's avg_pool3d alone also wants every axis of the unpadded input to hold a window
+        sizes, k = spatial(x), a["kernel_size"]
+        if self.dims == 3 and not all(holds(s >= n) for s, n in zip(sizes, k)):
+            return [LayerError(
+                "E428", f"the input must be at least as large as the window, but the "
+                f"{'x'.join(map(str, sizes))} input is smaller than the "
+                f"{'x'.join(map(str, k))} kernel", arg="kernel_size",
+                notes=["PyTorch's avg_pool3d checks the input before padding it (avgpool1d "
+                       "and avgpool2d do not)"],
+                helps=["use a smaller kernel on the short axes, e.g. (1, 2, 2)"])]
+        return []
+
     def check_args(self, a: dict) -> None:
         super().check_args(a)
+        a.setdefault("divisor_override", None)  # AvgPool1d has none
         if a["divisor_override"] == 0:
             raise LayerError("E301", "divisor_override must not be zero",
                              arg="divisor_override")
@@ -158,8 +174,10 @@ class AvgPool2d(_Pool):
 class _Adaptive(LayerKind):
     positional_args = ("output_size",)
     shape_args = ("output_size",)
+    dims: int = 2
 
     def lower_torch(self, layer, exprs=None):
+        from ..torch_calls import torch_call
         return torch_call(layer, 1, exprs)
 
     def weight_entries(self, a: dict) -> list[tuple]:
@@ -168,7 +186,7 @@ class _Adaptive(LayerKind):
     def lower_onnx(self, g, layer, x: str) -> str:
         mean = self.reduce_op == "ReduceMean"
         in_hw, out_hw = spatial(layer.in_shape), tuple(layer.args["output_size"])
-        if out_hw == (1, 1):
+        if out_hw == (1,) * self.dims:
             y = g.output_of(layer, layer.path)
             g.emit("global_pool", name=layer.path, y=y, x=x,
                    op="GlobalAveragePool" if mean else "GlobalMaxPool")
@@ -178,16 +196,16 @@ class _Adaptive(LayerKind):
             y = g.output_of(layer, layer.path)
             if mean:
                 g.emit("average_pool", name=layer.path, y=y, x=x, kernel_shape=kernel,
-                       strides=kernel, pads=[0, 0, 0, 0], count_include_pad=0)
+                       strides=kernel, pads=[0] * (2 * self.dims), count_include_pad=0)
             else:
                 g.emit("max_pool", name=layer.path, y=y, x=x, kernel_shape=kernel, strides=kernel,
-                       pads=[0, 0, 0, 0], dilations=[1, 1])
+                       pads=[0] * (2 * self.dims), dilations=[1] * self.dims)
             return y
         axes = []
-        todo = [(ax, i, o) for ax, i, o in ((2, in_hw[0], out_hw[0]), (3, in_hw[1], out_hw[1]))
-                if i != o]
+        tags = {1: "l", 2: "hw", 3: "dhw"}[self.dims]  # h and w for a map's axes 2 and 3
+        todo = [(2 + k, i, o) for k, (i, o) in enumerate(zip(in_hw, out_hw)) if i != o]
         for n, (ax, i, o) in enumerate(todo):
-            tag = "h" if ax == 2 else "w"
+            tag = tags[ax - 2]
             last = n == len(todo) - 1
             y = g.output_of(layer, layer.path) if last else f"{layer.path}/{tag}"
             windows = []
@@ -222,46 +240,64 @@ class _Adaptive(LayerKind):
         return rf.pooled(kernel, stride, spatial(x))
 
     def warnings(self, a: dict, x: Shape, y: Shape) -> list[Warn]:
-        h, w = spatial(x)
-        oh, ow = a["output_size"]
-        if oh > h or ow > w:
-            return [Warn("W501", f"adaptive pooling to {oh}x{ow} enlarges the {h}x{w} input by "
-                         "repeating pixels", arg="output_size",
-                         helps=["pool to a size at most the input's"])]
+        sizes, outs = spatial(x), a["output_size"]
+        if any(o > i for o, i in zip(outs, sizes)):
+            return [Warn("W501", f"adaptive pooling to {'x'.join(map(str, outs))} enlarges the "
+                         f"{'x'.join(map(str, sizes))} input by repeating pixels",
+                         arg="output_size", helps=["pool to a size at most the input's"])]
         return []
 
 
-@register
-class AdaptiveAvgPool2d(_Adaptive):
-    name = "adaptive_avgpool2d"
-    torch_class = "nn.AdaptiveAvgPool2d"
-    doc = "2-D adaptive average pooling to a fixed output size"
-    params = (P("output_size", "pair"),)
-    example = "adaptive_avgpool2d((2, 3))"
+class AdaptiveAvgPoolNd(_Adaptive):
     reduce_op = "ReduceMean"
+
+    @classmethod
+    def schema(cls, dims: int) -> tuple[P, ...]:
+        return (P("output_size", "pair", axes=dims),)
 
     def memory(self, a: dict, x: Shape, y: Shape) -> Memory:
         # to 1x1 ATen takes the mean, whose backward needs only the input's size
-        return Memory() if a["output_size"] == (1, 1) else Memory(saves=("input",))
+        return Memory() if a["output_size"] == (1,) * self.dims else Memory(saves=("input",))
 
 
-@register
-class AdaptiveMaxPool2d(_Adaptive):
-    name = "adaptive_maxpool2d"
-    torch_class = "nn.AdaptiveMaxPool2d"
-    doc = "2-D adaptive max pooling to a fixed output size"
-    params = (P("output_size", "pair"), P("return_indices", "bool", False))
-    example = "adaptive_maxpool2d(1)"
+class AdaptiveMaxPoolNd(_Adaptive):
     reduce_op = "ReduceMax"
+
+    @classmethod
+    def schema(cls, dims: int) -> tuple[P, ...]:
+        return (P("output_size", "pair", axes=dims), P("return_indices", "bool", False))
 
     def memory(self, a: dict, x: Shape, y: Shape) -> Memory:
         indices = ((prod(y), 8),)  # int64, made in a no_grad forward too
         return Memory(saves=("input",), extra=indices, scratch=indices)
 
 
-# -- ONNX conversions only avgpool2d uses ----------------------------------------------------
+def _register(family: type, name: str, what: str, examples: dict[int, str]) -> None:
+    for dims in (1, 2, 3):
+        cls_name = f"{family.__name__[:-2]}{dims}d"
+        register(type(cls_name, (family,), {
+            "name": f"{name}{dims}d", "torch_class": f"nn.{cls_name}",
+            "doc": f"{dims}-D {what}", "dims": dims, "rank": dims + 1,
+            "params": family.schema(dims), "example": examples[dims]}))
 
-@dataclass
+
+_register(MaxPoolNd, "maxpool", "max pooling",
+          {1: "maxpool1d(4)", 2: "maxpool2d(3, stride=2, padding=1)",
+           3: "maxpool3d((1, 2, 2))"})
+_register(AvgPoolNd, "avgpool", "average pooling",
+          {1: "avgpool1d(3, stride=2, padding=1)", 2: "avgpool2d(2, ceil_mode=true)",
+           3: "avgpool3d(2, divisor_override=3)"})
+_register(AdaptiveAvgPoolNd, "adaptive_avgpool", "adaptive average pooling to a fixed output size",
+          {1: "adaptive_avgpool1d(1)", 2: "adaptive_avgpool2d((2, 3))",
+           3: "adaptive_avgpool3d((1, 2, 2))"})
+_register(AdaptiveMaxPoolNd, "adaptive_maxpool", "adaptive max pooling to a fixed output size",
+          {1: "adaptive_maxpool1d(3)", 2: "adaptive_maxpool2d(1)",
+           3: "adaptive_maxpool3d(1)"})
+
+
+# -- ONNX conversions only avgpool uses ----------------------------------------------------
+
+@record
 class AvgPoolPlan:
     """How avgpool2d becomes ONNX: an optional zero Pad first (`pre_pads`), then AveragePool
     with `pads` and `count_include_pad`; or, with divisor_override, a window sum (`sum_pads`)."""
@@ -282,13 +318,14 @@ def avgpool_plan(in_hw: tuple[int, int], a: dict, out_hw: tuple[int, int]) -> Av
     ...     "ceil_mode": True, "count_include_pad": True, "divisor_override": None}, (4, 4))
     AvgPoolPlan(pads=((0, 1), (0, 1)), count_include_pad=0, pre_pads=((1, 1), (1, 1)), divisor=None)
     """
+    from ..onnx_graph import pool_pads
     pads = pool_pads(in_hw, a, out_hw)
     p = a["padding"]
     overhang = any(end > begin for begin, end in pads)
     if a["divisor_override"] is not None:
         return AvgPoolPlan(pads, 0, divisor=a["divisor_override"])
     if a["count_include_pad"] and overhang and any(p):
-        pre = ((p[0], p[0]), (p[1], p[1]))
+        pre = tuple((v, v) for v in p)
         rest = tuple((0, end - begin) for begin, end in pads)
         return AvgPoolPlan(rest, 0, pre_pads=pre)
     return AvgPoolPlan(pads, int(a["count_include_pad"] and not overhang))

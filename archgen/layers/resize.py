@@ -3,46 +3,50 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from .. import shapes
 from ..extras import require
-from ..onnx_graph import helpers
-from ..onnx_graph import spatial as onnx_spatial
 from ..symbolic import holds
-from ..torch_calls import Call, arg_item, torch_call
 from .base import (RF, LayerError, LayerKind, Memory, P, Shape, Weightless, positive, register,
                    spatial)
 from .conv import PADDING_MODES, check_padding_fits
 
+if TYPE_CHECKING:  # annotations only
+    from ..torch_calls import Call
+
 # the module of each padding mode (zeros: nn.ZeroPad2d, or nn.ConstantPad2d with a value)
-_PAD_CLASSES = {"reflect": "nn.ReflectionPad2d", "replicate": "nn.ReplicationPad2d",
-                "circular": "nn.CircularPad2d"}
+_PAD_CLASSES = {"reflect": "nn.ReflectionPad{}d", "replicate": "nn.ReplicationPad{}d",
+                "circular": "nn.CircularPad{}d"}
 
 
-@register
-class Pad2d(Weightless, LayerKind):
-    name = "pad2d"
-    torch_class = "nn.ZeroPad2d"  # the emitter picks the class matching `mode`
-    doc = ("explicit padding: an integer, (left, right) or (left, right, top, bottom), as "
-           "torch.nn.functional.pad; negative padding (cropping) is refused")
-    params = (P("padding", "pad4"), P("mode", "enum", "zeros", choices=PADDING_MODES),
-              P("value", "float", 0.0))
+class PadNd(Weightless, LayerKind):
+    """Explicit padding of [C, *spatial] (`dims` spatial axes), in F.pad's order: the last
+    axis first."""
+
+    dims: int = 2
     positional_args = ("padding",)
     shape_args = ("padding",)
-    example = "pad2d((1, 2, 0, 1), mode=reflect)"
+
+    @classmethod
+    def schema(cls, dims: int) -> tuple[P, ...]:
+        return (P("padding", "pad4", axes=dims), P("mode", "enum", "zeros", choices=PADDING_MODES),
+                P("value", "float", 0.0))
 
     @property
     def torch_classes(self) -> tuple[str, ...]:
-        return ("nn.ZeroPad2d", "nn.ConstantPad2d", *_PAD_CLASSES.values())
+        return tuple(c.format(self.dims) for c in ("nn.ZeroPad{}d", "nn.ConstantPad{}d",
+                                                   *_PAD_CLASSES.values()))
 
     def lower_torch(self, layer, exprs=None) -> Call:
-        a = layer.args
+        from ..torch_calls import Call, arg_item
+        a, d = layer.args, self.dims
         if a["mode"] != "zeros":
-            return Call(_PAD_CLASSES[a["mode"]], [arg_item(layer, "padding", exprs)])
+            return Call(_PAD_CLASSES[a["mode"]].format(d), [arg_item(layer, "padding", exprs)])
         if a["value"] != 0.0:
-            return Call("nn.ConstantPad2d", [arg_item(layer, "padding", exprs),
-                                             arg_item(layer, "value", exprs)])
-        return Call("nn.ZeroPad2d", [arg_item(layer, "padding", exprs)])
+            return Call(f"nn.ConstantPad{d}d", [arg_item(layer, "padding", exprs),
+                                                arg_item(layer, "value", exprs)])
+        return Call(f"nn.ZeroPad{d}d", [arg_item(layer, "padding", exprs)])
 
     def lower_onnx(self, g, layer, x: str) -> str:
         a = layer.args
@@ -56,8 +60,8 @@ class Pad2d(Weightless, LayerKind):
                              arg="value")
 
     def normalise(self, a: dict, x: Shape) -> None:
-        left, right, top, bottom = a["padding"]
-        a["pads"] = ((top, bottom), (left, right))
+        p = a["padding"]  # (left, right, top, bottom, front, back): the last axis first
+        a["pads"] = tuple((p[2 * i], p[2 * i + 1]) for i in reversed(range(self.dims)))
 
     def check_input(self, a: dict, x: Shape) -> list[LayerError]:
         try:
@@ -68,40 +72,61 @@ class Pad2d(Weightless, LayerKind):
         return []
 
     def output_shape(self, a: dict, x: Shape) -> Shape:
-        (t, b), (left, r) = a["pads"]
-        return (x[0], x[1] + t + b, x[2] + left + r)
+        return (x[0], *(size + b + e for size, (b, e) in zip(x[1:], a["pads"])))
 
     def receptive_field(self, a: dict, rf: RF, x: Shape, y: Shape) -> RF:
-        return rf.window((1, 1), (1, 1), (a["pads"][0][0], a["pads"][1][0]))
+        ones = (1,) * self.dims
+        return rf.window(ones, ones, tuple(b for b, _ in a["pads"]))
 
     def memory(self, a: dict, x: Shape, y: Shape) -> Memory:
         # constant and circular padding need only sizes; reflect and replicate the input
         return Memory(saves=("input",) if a["mode"] in ("reflect", "replicate") else ())
 
 
+for _dims, _example in ((1, "pad1d((2, 1), mode=replicate)"),
+                       (2, "pad2d((1, 2, 0, 1), mode=reflect)"), (3, "pad3d(1, mode=circular)")):
+    register(type(f"Pad{_dims}d", (PadNd,), {
+        "name": f"pad{_dims}d", "torch_class": f"nn.ZeroPad{_dims}d",  # and by `mode`
+        "doc": ("explicit padding: an integer, " + {
+            1: "(left, right)", 2: "(left, right) or (left, right, top, bottom)",
+            3: "(left, right), (left, right, top, bottom) or (left, right, top, bottom, "
+               "front, back)"}[_dims] + ", as torch.nn.functional.pad; negative padding "
+               "(cropping) is refused"),
+        "dims": _dims, "rank": _dims + 1, "params": PadNd.schema(_dims), "example": _example}))
+
+# the interpolation mode of each spatial rank besides nearest, as F.interpolate requires
+LINEAR_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
+
+
 @register
 class Upsample(Weightless, LayerKind):
     name = "upsample"
     torch_class = "nn.Upsample"
-    doc = "nearest or bilinear upsampling by scale_factor or to size"
+    doc = ("nearest or (bi/tri)linear upsampling by scale_factor or to size, of [C, L], "
+           "[C, H, W] or [C, D, H, W]")
+    rank = None  # any spatial rank: normalise checks it
     params = (
-        P("size", "pair", None),
-        P("scale_factor", "scale", None),
-        P("mode", "enum", "nearest", choices=("nearest", "bilinear")),
+        P("size", "pair", None, axes=0),
+        P("scale_factor", "scale", None, axes=0),
+        P("mode", "enum", "nearest", choices=("nearest", "linear", "bilinear", "trilinear")),
         P("align_corners", "bool", None),
     )
     shape_args = ("size", "scale_factor")  # keyword-only: upsample(2) would be PyTorch's size=2
     example = "upsample(scale_factor=2, mode=bilinear)"
 
     def lower_torch(self, layer, exprs=None) -> Call:
+        from ..torch_calls import torch_call
         return torch_call(layer, 0, exprs)
 
     def lower_onnx(self, g, layer, x: str) -> str:
+        from ..onnx_graph import helpers, spatial as onnx_spatial
         a = layer.args
         p = layer.path
         in_hw, out_hw = onnx_spatial(layer.in_shape), onnx_spatial(layer.out_shape)
         plan = upsample_plan(a, in_hw, out_hw)
-        scales = a["scale_factor"] or (None, None)
+        dims = len(in_hw)
+        scales = a["scale_factor"] or (None,) * dims
+        tags = _TAGS[dims]
         if plan == "resize":
             y = g.output_of(layer, p)
             mode, coordinates = resize_modes(a)
@@ -110,8 +135,20 @@ class Upsample(Weightless, LayerKind):
             else:
                 inputs = [x, "", "", g.const(f"{p}/sizes", out_hw, "int64")]
             g.emit("resize", name=p, y=y, inputs=inputs, mode=mode,
-                   coordinate_transformation_mode=coordinates, nearest_mode="floor")
+                   coordinate_transformation_mode=coordinates, nearest_mode="floor",
+                   axes=list(range(2, 2 + dims)))
             return y
+        if a["mode"] == "nearest" and dims != 2:
+            steps = []
+            for k, (tag, i, o, s) in enumerate(zip(tags, in_hw, out_hw, scales)):
+                last = k == dims - 1
+                y = g.output_of(layer, p) if last else f"{p}/{tag}"
+                steps.append({"name": p if last else f"{p}/{tag}", "y": y, "x": x, "axis": 2 + k,
+                              "index": g.const(f"{p}/{tag}.index",
+                                               torch_nearest_indices(i, o, s), "int64")})
+                x = y
+            g.emit("gather_axes", steps=steps)
+            return x
         if a["mode"] == "nearest":
             y = g.output_of(layer, p)
             g.emit("gather_nearest", name=p, y=y, x=x, h=helpers(p, "rows"),
@@ -121,11 +158,11 @@ class Upsample(Weightless, LayerKind):
                                 torch_nearest_indices(in_hw[1], out_hw[1], scales[1]), "int64"))
             return y
         axes = []
-        for ax, tag, i, o, s in ((2, "rows", in_hw[0], out_hw[0], scales[0]),
-                                 (3, "cols", in_hw[1], out_hw[1], scales[1])):
+        for k, (tag, i, o, s) in enumerate(zip(tags, in_hw, out_hw, scales)):
+            ax = 2 + k
             i0, i1, w0, w1 = torch_linear_sampling(i, o, s, bool(a["align_corners"]))
-            shape = (o, 1) if ax == 2 else (o,)
-            last = ax == 3
+            shape = (o, *(1,) * (dims - 1 - k))  # along axis ax of [N, C, *spatial]
+            last = k == dims - 1
             y = g.output_of(layer, p) if last else f"{p}/{tag}"
             axes.append({"axis": ax, "x": x, "y": y, "name": p if last else f"{p}/{tag}",
                          "h": helpers(f"{p}/{tag}", "lo", "hi", "lo_w", "hi_w"),
@@ -148,6 +185,26 @@ class Upsample(Weightless, LayerKind):
             raise LayerError("E301", "align_corners only applies to mode=bilinear",
                              arg="align_corners")
 
+    def normalise(self, a: dict, x: Shape) -> None:
+        dims = len(x) - 1
+        if dims not in LINEAR_MODES:
+            raise LayerError("E405", f"upsample expects [C, L], [C, H, W] or [C, D, H, W] but "
+                             f"receives {list(x)}", arg="scale_factor",
+                             helps=["upsample before flatten()"])
+        if a["mode"] != "nearest" and a["mode"] != LINEAR_MODES[dims]:
+            raise LayerError(
+                "E427", f"mode={a['mode']} does not fit a {dims}-D input: PyTorch "
+                f"interpolates {list(x)} only with mode={LINEAR_MODES[dims]} or nearest",
+                arg="mode", helps=[f"use mode={LINEAR_MODES[dims]} or nearest"])
+        for name in ("size", "scale_factor"):  # one value for every axis, or one per axis
+            v = a[name]
+            if v is not None and len(v) == 1:
+                a[name] = v * dims
+            elif v is not None and len(v) != dims:
+                raise LayerError(
+                    "E427", f"{name} has {len(v)} values but the input {list(x)} has {dims} "
+                    f"spatial axes", arg=name, helps=[f"give one value, or {dims}"])
+
     def output_shape(self, a: dict, x: Shape) -> Shape:
         if a["size"] is not None:
             return (x[0], *a["size"])
@@ -158,6 +215,9 @@ class Upsample(Weightless, LayerKind):
 
     def receptive_field(self, a: dict, rf: RF, x: Shape, y: Shape) -> RF:
         return rf.scaled(tuple(o / i for o, i in zip(y[1:], x[1:])))
+
+
+_TAGS = {1: ("cols",), 2: ("rows", "cols"), 3: ("planes", "rows", "cols")}  # helper names
 
 
 # -- ONNX conversions only upsample uses -----------------------------------------------------
@@ -225,8 +285,8 @@ def upsample_plan(a: dict, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> s
     ...               (5, 5), (7, 7))
     'gather'
     """
-    scales = a["scale_factor"] or (None, None)
-    if a["mode"] == "bilinear":
+    scales = a["scale_factor"] or (None,) * len(in_hw)
+    if a["mode"] != "nearest":  # linear, bilinear, trilinear
         if a["align_corners"]:  # PyTorch's grid is (in - 1) / (out - 1) whatever the scale
             return "resize"
         from fractions import Fraction  # here: ONNX lowering only, not `check`

@@ -6,8 +6,6 @@ import math
 from collections.abc import Callable
 from math import prod
 
-from ..onnx_graph import helpers
-from ..torch_calls import torch_call
 from .base import LayerError, LayerKind, Memory, P, Shape, Weightless, register
 
 
@@ -17,6 +15,7 @@ class _Activation(Weightless, LayerKind):
     onnx_op: str | None = None  # a single ONNX node of that operator (unary.onnx.j2)
 
     def lower_torch(self, layer, exprs=None):
+        from ..torch_calls import torch_call
         return torch_call(layer, self.torch_positional, exprs)
 
     def lower_onnx(self, g, layer, x: str) -> str:
@@ -68,6 +67,7 @@ def _elu(self, g, layer, x: str) -> str:
 
 
 def _gelu(self, g, layer, x: str) -> str:
+    from ..onnx_graph import helpers
     approximate = layer.args["approximate"]
     y = g.output_of(layer, layer.path)
     p = layer.path
@@ -88,6 +88,7 @@ def _gelu(self, g, layer, x: str) -> str:
 
 
 def _silu(self, g, layer, x: str) -> str:
+    from ..onnx_graph import helpers
     return g.one_node(layer, x, "silu", h=helpers(layer.path, "sigmoid"))
 
 

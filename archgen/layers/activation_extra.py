@@ -10,7 +10,6 @@ every in-place kind but relu_, leaky_relu_ and elu_. MACs are 0, as for every ac
 
 from __future__ import annotations
 
-from ..onnx_graph import helpers
 from ..symbolic import holds
 from .activation import _INPLACE, Softmax, _Activation
 from .base import LayerError, Memory, P, Shape, register
@@ -81,6 +80,7 @@ class PReLU(_Activation):
     def lower_onnx(self, g, layer, x: str) -> str:
         """ONNX broadcasts the slope from the last axis: one slope per channel of [C, *]
         becomes [C, 1, ...]; a shared slope, or one per feature of [F], broadcasts as it is."""
+        from ..onnx_graph import helpers
         n, shape = layer.args["num_parameters"], layer.in_shape
         weight = g.weight(layer, "weight")
         if n == 1 or len(shape) == 1:

@@ -9,11 +9,15 @@ ShuffleNetV2's split (x.chunk(2, dim=1)), `channel_slice(0, in_channels // 2)` b
 
 from __future__ import annotations
 
-from ..onnx_graph import helpers
+from typing import TYPE_CHECKING
+
+from ..helper import Helper
 from ..symbolic import holds
 from ..syntax import BinOp, Num
-from ..torch_calls import Call, Helper, call_args, torch_call
 from .base import LayerError, LayerKind, Memory, P, Shape, Warn, Weightless, positive, register
+
+if TYPE_CHECKING:  # annotations only
+    from ..torch_calls import Call
 
 
 def _channel_axis(kind: str, x: Shape, least: int) -> None:
@@ -36,11 +40,13 @@ class ChannelShuffle(Weightless, LayerKind):
     example = "channel_shuffle(2)"
 
     def lower_torch(self, layer, exprs=None) -> Call:
+        from ..torch_calls import torch_call
         return torch_call(layer, 1, exprs)
 
     def lower_onnx(self, g, layer, x: str) -> str:
         """[N, C, *] viewed as [N, g, C / g, rest], the group axes swapped, and the input's
         own shape again (symbolic sizes included)."""
+        from ..onnx_graph import helpers
         groups, c = layer.args["groups"], layer.in_shape[0]
         grouped = g.const(f"{layer.path}/grouped_shape", [0, groups, c // groups, -1], "int64")
         return g.one_node(layer, x, "channel_shuffle", grouped_shape=grouped,
@@ -102,6 +108,7 @@ class ChannelSlice(Weightless, LayerKind):
         return BinOp(stop.span, "-", stop, start)  # a block class's `in_channels - ...`
 
     def lower_torch(self, layer, exprs=None) -> Call:
+        from ..torch_calls import Call, call_args
         return Call(self.torch_class, call_args(layer, 2, exprs=exprs))
 
     def lower_onnx(self, g, layer, x: str) -> str:

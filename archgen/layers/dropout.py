@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from math import prod
 
-from ..torch_calls import torch_call
 from .base import LayerError, LayerKind, Memory, P, Shape, Warn, Weightless, register
 from .linear import identity_onnx
 
@@ -14,6 +13,7 @@ class _Dropout(Weightless, LayerKind):
     positional_args = ("p",)
 
     def lower_torch(self, layer, exprs=None):
+        from ..torch_calls import torch_call
         return torch_call(layer, 1, exprs)
 
     def lower_onnx(self, g, layer, x: str) -> str:

@@ -11,7 +11,7 @@ describing the spatial axes of the input, so a layer that acts on the last dimen
 
 from __future__ import annotations
 
-from ..torch_calls import Call, Helper, Item, arg_item, torch_call
+from ..helper import Helper
 from .base import LayerError, LayerKind, Memory, P, Shape, Warn, Weightless, register
 from .linear import identity_onnx
 
@@ -33,6 +33,7 @@ class Permute(Weightless, LayerKind):
     example = "permute(1, 2, 0)"
 
     def lower_torch(self, layer, exprs=None):
+        from ..torch_calls import Call, Item
         dims = ", ".join(str(int(d)) for d in batch_dims(layer.args["dims"]))
         return Call(self.torch_class, [Item(f"[{dims}]")])  # torchvision's Permute([0, 2, 3, 1])
 
@@ -111,6 +112,7 @@ class LayerScale(LayerKind):
 
     def lower_torch(self, layer, exprs=None):
         """nn.Parameter(torch.ones(dim, 1, 1) * init), as torchvision's CNBlock writes it."""
+        from ..torch_calls import Call, Item, arg_item
         dims = [arg_item(layer, "dim", exprs).expr] + ["1"] * (len(layer.in_shape) - 1)
         init = arg_item(layer, "init", exprs).expr
         return Call(self.torch_class, [Item(f"torch.ones({', '.join(dims)}) * {init}")])
@@ -168,6 +170,7 @@ class StochasticDepth(Weightless, LayerKind):
     example = "stochastic_depth(0.1, row)"
 
     def lower_torch(self, layer, exprs=None):
+        from ..torch_calls import torch_call
         return torch_call(layer, 2, exprs)
 
     def lower_onnx(self, g, layer, x: str) -> str:

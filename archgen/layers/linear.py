@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from math import prod
 
-from ..onnx_graph import helpers
-from ..torch_calls import torch_call
 from .base import (RF, LayerError, LayerKind, Memory, P, Shape, Warn, Weightless, positive,
                    register)
 
@@ -23,6 +21,7 @@ class Flatten(Weightless, LayerKind):
     channels_rule = "unknown"
 
     def lower_torch(self, layer, exprs=None):
+        from ..torch_calls import torch_call
         return torch_call(layer, 0, exprs)
 
     def lower_onnx(self, g, layer, x: str) -> str:
@@ -79,9 +78,11 @@ class Linear(LayerKind):
     channels_rule = "out_features"
 
     def lower_torch(self, layer, exprs=None):
+        from ..torch_calls import torch_call
         return torch_call(layer, 2, exprs)
 
     def lower_onnx(self, g, layer, x: str) -> str:
+        from ..onnx_graph import helpers
         weight = g.weight(layer, "weight")
         bias = g.weight(layer, "bias") if layer.args["bias"] else None
         y = g.output_of(layer, layer.path)
@@ -138,6 +139,7 @@ class Identity(Weightless, LayerKind):
     example = "identity()"
 
     def lower_torch(self, layer, exprs=None):
+        from ..torch_calls import torch_call
         return torch_call(layer, 0, exprs)
 
     def lower_onnx(self, g, layer, x: str) -> str:

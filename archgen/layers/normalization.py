@@ -18,9 +18,8 @@ from __future__ import annotations
 
 from math import prod
 
-from ..onnx_graph import helpers
+from ..helper import Helper
 from ..symbolic import holds
-from ..torch_calls import VARIES, Call, Helper, arg_item, call_args, torch_call
 from .base import (LayerError, LayerKind, Memory, P, Shape, Warn, fmt_tuple, positive,
                    register)
 
@@ -70,6 +69,7 @@ class LayerNorm(LayerKind):
     example = "layernorm(8, eps=1e-06)"
 
     def lower_torch(self, layer, exprs=None):
+        from ..torch_calls import VARIES, torch_call
         exprs = dict(exprs or {})
         text, value = exprs.get("normalized_shape", (None, layer.args["normalized_shape"]))
         if value is not VARIES and len(value) == 1:  # nn.LayerNorm(96), as people write it
@@ -142,9 +142,11 @@ class LayerNorm2d(LayerKind):
     example = "layernorm2d(eps=1e-06)"
 
     def lower_torch(self, layer, exprs=None):
+        from ..torch_calls import torch_call
         return torch_call(layer, 1, exprs)
 
     def lower_onnx(self, g, layer, x: str) -> str:
+        from ..onnx_graph import helpers
         a = layer.args
         inputs = _affine(layer, g, "elementwise_affine", bias=a["bias"])
         return g.one_node(layer, x, "layer_norm2d", epsilon=a["eps"], inputs=inputs,
@@ -186,6 +188,7 @@ class GroupNorm(LayerKind):
 
     def lower_torch(self, layer, exprs=None):
         # nn.GroupNorm(num_groups, num_channels, ...): the inferred count written second
+        from ..torch_calls import Call, arg_item, call_args
         exprs = dict(exprs or {})
         if "num_channels" not in exprs:
             exprs["num_channels"] = exprs.get("channels", (None, layer.args["channels"]))
@@ -194,6 +197,7 @@ class GroupNorm(LayerKind):
         return Call(self.torch_class, items + rest)
 
     def lower_onnx(self, g, layer, x: str) -> str:
+        from ..onnx_graph import helpers
         a, p = layer.args, layer.path
         groups, rank = a["num_groups"], len(layer.in_shape)
         ctx = {"groups_shape": g.const(f"{p}/groups_shape", [0, groups, -1], "int64"),
@@ -262,6 +266,7 @@ class _InstanceNorm(LayerKind):
     )
 
     def lower_torch(self, layer, exprs=None):
+        from ..torch_calls import torch_call
         return torch_call(layer, 1, exprs)
 
     def lower_onnx(self, g, layer, x: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .helper import Helper  # noqa: F401  (a kind declares its helpers without this module)
 from .quoting import py_literal
 
 if TYPE_CHECKING:
@@ -23,18 +24,6 @@ class Call:
     args: list[Item] = field(default_factory=list)
     explode: bool = False  # written with a trailing comma: one argument per line, always
     brackets: str = "()"
-
-
-@dataclass(frozen=True)
-class Helper:
-    """A fixed class the generated file may need (Conv2dSame, a kind's own module): its
-    template in templates/torch/, and the imports, base class and calls its code uses. A kind
-    lists the ones its lowering may call in `torch_helpers` (name -> Helper)."""
-
-    template: str
-    imports: tuple[str, ...]
-    base: str
-    calls: tuple[str, ...]
 
 
 @dataclass

@@ -731,3 +731,17 @@ def test_parity_localises_a_divergence_next_to_a_layer_scale(key, layer):
     d = report.first_divergence
     assert d is not None and d.path == (layer or "linear"), report.to_text()
     assert "no submodule" not in report.to_text()
+
+
+def test_wrong_rank_names_the_rank_and_the_sibling_kind():
+    import archgen
+    diags = archgen.parse("input [3, 8, 8]\ninstancenorm1d()\n").check()
+    assert [d.code for d in diags] == ["E405"]
+    assert "expects a sequence [C, L]" in diags[0].message
+    assert diags[0].helps == ["use instancenorm2d() for an input of rank 3"]
+    diags = archgen.parse("input [3, 8]\ninstancenorm3d()\n").check()
+    assert "expects a volume [C, D, H, W]" in diags[0].message
+    assert diags[0].helps == ["use instancenorm1d() for an input of rank 2"]
+    diags = archgen.parse("input [3, 8, 8]\nflatten()\nlayernorm2d()\n").check()
+    assert "expects a feature map [C, H, W] but receives [192]" in diags[0].message
+    assert "flatten()" in diags[0].helps[0]

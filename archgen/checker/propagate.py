@@ -343,11 +343,19 @@ class Propagator:
                        helps=[f"add flatten() before it (it would give "
                               f"{'*'.join(map(str, x))} = {_prod(x)} features)"])
         else:
-            self.error("E405", f"{kind.name} expects a feature map [C, H, W] but receives "
-                       f"{list(x)}", call.span,
-                       notes=[f"the input comes from {flow.origin}"],
-                       helps=["move it before flatten(), or use a layer for flat features "
-                              "(linear, dropout)"])
+            sibling = f"{kind.name[:-2]}{len(x) - 1}d" if kind.name[-2:] in _RANKED else None
+            helps = [f"use {sibling}() for an input of rank {len(x)}"] \
+                if sibling in REGISTRY and len(x) > 1 else \
+                ["move it before flatten(), or use a layer for flat features (linear, dropout)"] \
+                if len(x) == 1 else [f"{kind.name} takes rank {kind.rank} (batch excluded)"]
+            self.error("E405", f"{kind.name} expects {_RANK_TEXT.get(kind.rank, 'another rank')} "
+                       f"but receives {list(x)}", call.span,
+                       notes=[f"the input comes from {flow.origin}"], helps=helps)
+
+
+_RANK_TEXT = {2: "a sequence [C, L]", 3: "a feature map [C, H, W]",
+              4: "a volume [C, D, H, W]"}
+_RANKED = ("1d", "2d", "3d")  # conv1d, instancenorm3d, ...
 
 
 # may return their input itself, or a view of it (channel_slice)

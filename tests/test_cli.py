@@ -123,6 +123,43 @@ def test_check_imports_no_heavy_package():
     assert "HEAVY []" in out.stderr, out.stderr
 
 
+# What a clean `archgen check` must not import (its start-up is most of its time: README,
+# "check as a process"): the targets' vocabulary and template machinery (each kind imports
+# torch_calls/onnx_graph inside lower_torch/lower_onnx), and standard modules only an error,
+# another output format or a target needs.
+CHECK_NEVER_IMPORTS = (
+    "archgen.onnx_graph", "archgen.torch_calls", "archgen.templating", "archgen.quoting",
+    "archgen.emit_torch", "archgen.emit_onnx", "archgen.weights", "archgen.parity",
+    "archgen.report", "archgen.summary", "archgen.fmt",
+    "dataclasses", "importlib.resources", "tempfile", "shutil", "difflib", "fractions",
+    "decimal", "json", "shlex",
+)
+
+
+def test_check_imports_only_what_check_needs():
+    """A clean `archgen check` of every example (text output, as pre-commit runs it) imports
+    none of CHECK_NEVER_IMPORTS, and nothing of torch, onnx, onnxruntime, jinja2 or numpy.
+    Fails when an import at the top of a module drags one back onto check's path."""
+    specs = sorted(str(p) for p in (ROOT / "examples").glob("*.cnn"))
+    code = (
+        "import sys\n"
+        "from archgen.cli import main\n"
+        "try:\n"
+        f"    main(['check', *{specs!r}])\n"
+        "except SystemExit as e:\n"
+        "    print('EXIT', e.code, file=sys.stderr)\n"
+        "print('LOADED', sorted(sys.modules), file=sys.stderr)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120)
+    assert "EXIT 0" in out.stderr, out.stdout + out.stderr
+    loaded = eval(out.stderr.split("LOADED ", 1)[1])  # noqa: S307  (our own repr of a list)
+    heavy = [m for m in loaded if m.split(".")[0] in
+             ("torch", "onnx", "onnxruntime", "jinja2", "numpy")]
+    assert heavy == [], heavy
+    assert [m for m in CHECK_NEVER_IMPORTS if m in loaded] == []
+
+
 def test_help_lists_every_command():
     result = run("--help")
     for command in ("check", "summary", "explain", "compile", "export", "parity"):

@@ -29,7 +29,8 @@ REFERENCE = json.loads((Path(__file__).parent / "fixtures" / "torchvision_refere
 # Every model with an output reference in the fixture, and those written in examples/<name>.cnn
 # (each joins once the language can write it with torchvision's keys).
 FIXTURE_ZOO = sorted(name for name, entry in REFERENCE.items() if "reference" in entry)
-ZOO = ["convnext_tiny", "densenet121", "googlenet", "inception_v3", "shufflenet_v2_x1_0"]
+ZOO = ["convnext_tiny", "densenet121", "googlenet", "inception_v3", "r3d_18",
+       "shufflenet_v2_x1_0"]
 # Above a billion MACs a forward pass takes seconds on two cores.
 SLOW = {name for name in FIXTURE_ZOO if REFERENCE[name]["macs"] > 1_000_000_000}
 

@@ -40,7 +40,8 @@ def _axes(rng, dims, lo, hi):
 
 def _layer(rng, dims: int) -> tuple[str, dict]:
     op = rng.choice(["conv", "conv", "conv", "maxpool", "avgpool", "batchnorm", "relu", "pad",
-                     "conv_transpose", "adaptive_avgpool", "adaptive_maxpool", "upsample"])
+                     "conv_transpose", "adaptive_avgpool", "adaptive_maxpool", "upsample",
+                     "instancenorm"])
     a: dict = {}
     if op == "conv":
         a["out_channels"] = rng.choice([2, 4])
@@ -93,6 +94,11 @@ def _layer(rng, dims: int) -> tuple[str, dict]:
                        ("track_running_stats", False)):
             if rng.random() < 0.25:
                 a[key] = v
+    elif op == "instancenorm":
+        for key, v in (("eps", 1e-3), ("momentum", 0.2), ("affine", True),
+                       ("track_running_stats", True)):
+            if rng.random() < 0.3:
+                a[key] = v
     elif op == "pad":
         a["padding"] = rng.choice([1, 2, tuple(rng.randint(0, 2) for _ in range(2 * dims))])
         a["mode"] = rng.choice(MODES)
@@ -139,6 +145,8 @@ def _torch_layer(op: str, a: dict, x: torch.Tensor, dims: int) -> nn.Module:
         return getattr(nn, f"ConvTranspose{d}")(c, **a)
     if op == "batchnorm":
         return getattr(nn, f"BatchNorm{d}")(c, **a)
+    if op == "instancenorm":
+        return getattr(nn, f"InstanceNorm{d}")(c, **a)
     if op == "relu":
         return nn.ReLU()
     if op == "pad":
@@ -161,6 +169,9 @@ def random_rank_spec(seed: int) -> str:
         layers.append(("pad", {"padding": 1, "mode": "zeros", "value": 0.5}))
     if seed % 10 == 2:
         layers.append(("batchnorm", {"track_running_stats": False}))
+    if seed % 10 == 3:
+        layers.append(("instancenorm", {"eps": 1e-3, "momentum": 0.2, "affine": True,
+                                        "track_running_stats": True}))
     for _ in range(rng.randint(3, 6)):
         for _attempt in range(30):
             layer = _layer(rng, dims)

@@ -62,6 +62,8 @@ POSITIONAL = {
     "softmax": ("dim",),
     "log_softmax": ("dim",), "hardtanh": ("min_val", "max_val"), "prelu": ("num_parameters",),
     "channel_shuffle": ("groups",), "channel_slice": ("start", "stop"),
+    "layernorm": ("normalized_shape",), "groupnorm": ("num_groups", "num_channels"),
+    "permute": ("dims",), "layer_scale": ("init",), "stochastic_depth": ("p", "mode"),
 }
 
 

@@ -1,7 +1,7 @@
 """Forward time of archgen's generated modules against torchvision's models, on the same
 weights (run by hand; not a test).
 
-    python bench/bench_forward.py [--torchvision] [--rounds 41] [--rounds-large 15]
+    python bench/bench_forward.py [--torchvision] [--rounds 40] [--rounds-large 16]
                                   [--threads 1] [--clock cpu|wall] [--control] [--models ...]
 
 The reference is torchvision.models' own module with `--torchvision` (run it with a Python
@@ -449,8 +449,9 @@ def summary(t: dict[str, list[float]], clock: str) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=41, help="paired rounds at batch 1")
-    parser.add_argument("--rounds-large", type=int, default=15,
+    parser.add_argument("--rounds", type=int, default=40,
+                        help="paired rounds at batch 1 (even: each module goes first as often)")
+    parser.add_argument("--rounds-large", type=int, default=16,
                         help="paired rounds at the large batch")
     parser.add_argument("--batches", default="1,32")
     parser.add_argument("--threads", type=int, default=1)
@@ -462,19 +463,25 @@ def main() -> None:
                         help="references from torchvision.models (it must be installed)")
     parser.add_argument("--inplace", action="store_true",
                         help="compile the specs with every relu()/relu6() in place")
+    parser.add_argument("--steady-malloc", action="store_true",
+                        help="fix glibc's mmap threshold at 32 MiB and never trim the heap, so "
+                             "that a forward's page faults do not depend on what ran before it")
     parser.add_argument("--control", action="store_true",
                         help="after each row, an A/A row: the reference against a deep copy of "
                              "itself (same code, other memory), the noise floor of the ratio")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
+    if args.steady_malloc:
+        _steady_malloc()
     other = "wall" if args.clock == "cpu" else "cpu"
     load = os.getloadavg()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), CPU, eval, "
           f"no_grad; reference: "
           f"{'torchvision ' + _version('torchvision') if args.torchvision else 'transcribed'}; "
           f"clock: {args.clock}; load average at start {load[0]:.2f} {load[1]:.2f} "
-          f"{load[2]:.2f}; {os.cpu_count()} CPUs")
+          f"{load[2]:.2f}; {os.cpu_count()} CPUs"
+          f"{'; glibc malloc thresholds fixed' if args.steady_malloc else ''}")
     print(f"| model | batch | rounds | generated ms | reference ms | ratio (median of paired) "
           f"| IQR of ratios | 95% CI of median | {other} ratio | page faults g/r |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -497,6 +504,20 @@ def main() -> None:
                       f"{flt[0]:.0f}/{flt[1]:.0f} |", flush=True)
     load = os.getloadavg()
     print(f"load average at end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+
+
+def _steady_malloc() -> None:
+    """glibc adapts its mmap threshold to the largest mmapped block freed so far and gives the
+    heap's top back to the system beyond twice that, so whether a 25 MB activation is served
+    from mapped heap or faulted in afresh (6,272 page faults at ResNet's layer1, batch 32)
+    depends on the allocations before it, of either module. Fixed thresholds take that out:
+    blocks under 32 MiB always come from the heap, which is never trimmed."""
+    import ctypes
+    libc = ctypes.CDLL("libc.so.6")
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    if not (libc.mallopt(m_mmap_threshold, 32 << 20) and libc.mallopt(m_trim_threshold,
+                                                                       2 ** 31 - 1)):
+        raise SystemExit("mallopt failed")
 
 
 def _version(package: str) -> str:

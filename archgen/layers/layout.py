@@ -11,6 +11,8 @@ describing the spatial axes of the input, so a layer that acts on the last dimen
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from ..helper import Helper
 from .base import LayerError, LayerKind, Memory, P, Shape, Warn, Weightless, register
 from .linear import identity_onnx
@@ -23,7 +25,7 @@ class Permute(Weightless, LayerKind):
 
     name = "permute"
     torch_class = "Permute"  # torchvision.ops.misc.Permute, as the generated file writes it
-    torch_helpers = {"Permute": Helper("permute.py.j2", (), "nn.Module", ("torch.permute",))}
+    torch_helpers: ClassVar[dict] = {"Permute": Helper("permute.py.j2", (), "nn.Module", ("torch.permute",))}
     doc = "reorders the dimensions (dims without the batch: permute(1, 2, 0) is NCHW -> NHWC)"
     rank = None
     params = (P("dims", "ints"),)
@@ -161,7 +163,7 @@ class StochasticDepth(Weightless, LayerKind):
 
     name = "stochastic_depth"
     torch_class = "StochasticDepth"  # torchvision.ops.StochasticDepth, in the generated file
-    torch_helpers = {"StochasticDepth": Helper("stochastic_depth.py.j2", (), "nn.Module",
+    torch_helpers: ClassVar[dict] = {"StochasticDepth": Helper("stochastic_depth.py.j2", (), "nn.Module",
                                                ("torch.empty", "str"))}
     doc = "drops a residual branch per sample (row) or per batch with probability p"
     rank = None

@@ -17,11 +17,11 @@ running statistics (track_running_stats) repeated once per sample.
 from __future__ import annotations
 
 from math import prod
+from typing import ClassVar
 
 from ..helper import Helper
 from ..symbolic import holds
-from .base import (LayerError, LayerKind, Memory, P, Shape, Warn, fmt_tuple, positive,
-                   register)
+from .base import LayerError, LayerKind, Memory, P, Shape, Warn, fmt_tuple, positive, register
 
 _STAT = 4  # bytes of one saved statistic: float32 (the accumulation type) for every dtype
 
@@ -71,7 +71,7 @@ class LayerNorm(LayerKind):
     def lower_torch(self, layer, exprs=None):
         from ..torch_calls import VARIES, torch_call
         exprs = dict(exprs or {})
-        text, value = exprs.get("normalized_shape", (None, layer.args["normalized_shape"]))
+        _, value = exprs.get("normalized_shape", (None, layer.args["normalized_shape"]))
         if value is not VARIES and len(value) == 1:  # nn.LayerNorm(96), as people write it
             exprs["normalized_shape"] = (None, value[0])
         return torch_call(layer, 1, exprs)
@@ -129,7 +129,7 @@ class LayerNorm2d(LayerKind):
 
     name = "layernorm2d"
     torch_class = "LayerNorm2d"  # the generated file's copy of torchvision's class
-    torch_helpers = {"LayerNorm2d": Helper("layer_norm2d.py.j2", (), "nn.LayerNorm",
+    torch_helpers: ClassVar[dict] = {"LayerNorm2d": Helper("layer_norm2d.py.j2", (), "nn.LayerNorm",
                                            ("nn.functional.layer_norm",))}
     doc = "layer norm over the channels of each pixel of a [C, H, W] map (ConvNeXt's)"
     rank = 3

@@ -148,7 +148,8 @@ def fold_batchnorm(np, weight, bias, bn_args: dict, gamma, beta, mean, var):
     """
     f64 = np.float64
     scale = np.asarray(gamma, f64) / np.sqrt(np.asarray(var, f64) + f64(bn_args["eps"]))
-    w = (np.asarray(weight, f64) * scale.reshape(-1, 1, 1, 1)).astype(np.float32)
+    w = np.asarray(weight, f64)
+    w = (w * scale.reshape(-1, *(1,) * (w.ndim - 1))).astype(np.float32)  # per output channel
     b0 = np.zeros_like(scale) if bias is None else np.asarray(bias, f64)
     b = ((b0 - np.asarray(mean, f64)) * scale + np.asarray(beta, f64)).astype(np.float32)
     return w, b
@@ -171,7 +172,7 @@ def _conv_batchnorm(g: Graph, conv: Layer, bn: Layer, x: str) -> str:
     pads = a["pads"]
     if a["padding_mode"] != "zeros" and any(p for pair in pads for p in pair):
         x = g.pad(f"{conv.path}/pad", x, f"{conv.path}/padded", pads, a["padding_mode"])
-        pads = ((0, 0), (0, 0))
+        pads = ((0, 0),) * len(pads)
     g.initializers[f"{bn.path}/folded.weight"] = w
     g.initializers[f"{bn.path}/folded.bias"] = b
     g.folded.update({f"{bn.path}/folded.weight", f"{bn.path}/folded.bias"})

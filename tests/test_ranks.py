@@ -314,3 +314,28 @@ def test_strided_same_padding_is_refused_outside_conv2d():
     assert [d.code for d in bad.errors] == ["E426"]
     with pytest.raises(SpecError):
         bad.network
+
+
+@pytest.mark.parametrize("name", ["m5.cnn", "c3d_small.cnn"])
+def test_conv_batchnorm_folding_in_every_rank(name):
+    """export --fold folds conv1d/conv3d + batchnorm1d/3d as it folds the 2-D pair; the
+    folded graph still computes the module's outputs."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from archgen.emit_onnx import build_onnx, folded_pairs
+    from archgen.emit_torch import load_module
+    from archgen.weights import initial_state
+    net = archgen.load(ROOT / "examples" / name).network
+    assert len(folded_pairs(net)) >= 3
+    model = build_onnx(net, fold=True)
+    assert not [n for n in model.graph.node if n.op_type == "BatchNormalization"]
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    module = load_module(net)
+    module.load_state_dict(initial_state(net, 0))
+    module.eval()
+    x = np.random.default_rng(0).standard_normal((2, *net.input_shape), dtype=np.float32)
+    with torch.no_grad():
+        ref = module(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(sess.run(["output"], {"input": x})[0], ref, rtol=1e-4,
+                               atol=1e-5 * max(1.0, float(np.abs(ref).max())))

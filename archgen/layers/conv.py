@@ -199,7 +199,7 @@ def _register_conv(dims: int, example: str) -> type[ConvNd]:
     cls = type(f"Conv{dims}d", (ConvNd,), {
         "name": f"conv{dims}d", "torch_class": f"nn.Conv{dims}d", "doc": f"{dims}-D convolution",
         "dims": dims, "rank": dims + 1, "params": ConvNd.schema(dims), "example": example,
-        "fold_role": "conv" if dims == 2 else None})
+        "fold_role": "conv"})
     return register(cls)
 
 

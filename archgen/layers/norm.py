@@ -104,7 +104,7 @@ def _register(dims: int, example: str) -> None:
             "a feature map" if dims == 2 else "[C, L] or flat features [F]" if dims == 1
             else "a volume [C, D, H, W]"),
         "dims": dims, "rank": None if dims == 1 else dims + 1, "example": example,
-        "fold_role": "batchnorm" if dims == 2 else None}))
+        "fold_role": "batchnorm"}))
 
 
 _register(1, "batchnorm1d(momentum=0.2)")

@@ -745,3 +745,19 @@ def test_wrong_rank_names_the_rank_and_the_sibling_kind():
     diags = archgen.parse("input [3, 8, 8]\nflatten()\nlayernorm2d()\n").check()
     assert "expects a feature map [C, H, W] but receives [192]" in diags[0].message
     assert "flatten()" in diags[0].helps[0]
+
+
+def test_layer_scale_in_a_block_class_takes_the_blocks_expressions():
+    """One class for every instance: the parameter's shape and init are the block's own
+    expressions (dim inferred from the channels), and each instance holds its own values."""
+    import archgen
+    spec = ("network LS\ninput [4, 6, 6]\nblock blk(c, ls):\n    conv2d(c, 3, padding=1)\n"
+            "    layer_scale(ls + 0.5)\nblk(8, 0.25)\nblk(8, 1.5)\nblk(6, -0.5)\n")
+    arch = archgen.parse(spec, "ls.cnn")
+    source = arch.to_torch_source()
+    assert source.count("class Blk") == 1
+    assert "nn.Parameter(torch.ones(c, 1, 1) * (ls + 0.5))" in source
+    state = arch.to_torch_module().state_dict()
+    scales = {k: v for k, v in state.items() if k.endswith("layer_scale")}
+    assert [tuple(v.shape) for v in scales.values()] == [(8, 1, 1), (8, 1, 1), (6, 1, 1)]
+    assert [float(v.flatten()[0]) for v in scales.values()] == [0.75, 2.0, 0.0]

@@ -117,6 +117,8 @@ class LayerScale(LayerKind):
         from ..torch_calls import Call, Item, arg_item
         dims = [arg_item(layer, "dim", exprs).expr] + ["1"] * (len(layer.in_shape) - 1)
         init = arg_item(layer, "init", exprs).expr
+        if not (init.isidentifier() or _number(init)):  # a block's expression: ls + 1
+            init = f"({init})"
         return Call(self.torch_class, [Item(f"torch.ones({', '.join(dims)}) * {init}")])
 
     def torch_forward(self, module: str, x: str):
@@ -142,6 +144,14 @@ class LayerScale(LayerKind):
     def memory(self, a: dict, x: Shape, y: Shape) -> Memory:
         # the product keeps x for the parameter's gradient (and the parameter itself)
         return Memory(saves=("input",))
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def scale_shape(x: Shape) -> tuple[int, ...]:

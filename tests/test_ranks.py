@@ -313,7 +313,7 @@ def test_strided_same_padding_is_refused_outside_conv2d():
     bad = archgen.parse("network S\ninput [1, 16]\nconv1d(4, 3, stride=2, padding=same)\n")
     assert [d.code for d in bad.errors] == ["E426"]
     with pytest.raises(SpecError):
-        bad.network
+        _ = bad.network
 
 
 @pytest.mark.parametrize("name", ["m5.cnn", "c3d_small.cnn"])

@@ -339,3 +339,43 @@ def test_conv_batchnorm_folding_in_every_rank(name):
         ref = module(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(sess.run(["output"], {"input": x})[0], ref, rtol=1e-4,
                                atol=1e-5 * max(1.0, float(np.abs(ref).max())))
+
+
+RESIDUAL_1D = """network Res1D
+input [4, 64]
+block basic(planes, stride=1):
+    add:
+        branch:
+            conv1d(planes, 3, stride=stride, padding=1, bias=false)
+            batchnorm1d()
+            relu(inplace=true)
+            conv1d(planes, 3, padding=1, bias=false)
+            batchnorm1d()
+        if stride != 1 or in_channels != planes:
+            downsample:
+                conv1d(planes, 1, stride=stride, bias=false)
+                batchnorm1d()
+        else:
+            identity()
+    relu(inplace=true)
+stem = conv1d(16, 7, stride=2, padding=in_length // 32)
+layer1 = basic(16)
+layer2 = basic(32, 2)
+layer3 = basic(32)
+adaptive_avgpool1d(1)
+flatten()
+fc = linear(5)
+"""
+
+
+def test_blocks_see_the_sizes_of_1d_and_3d_inputs():
+    """in_channels in a 1-D block (a ResNet-1D shortcut), in_length and in_depth: one block
+    class for every instance, and parity."""
+    net = archgen.parse(RESIDUAL_1D, "res1d.cnn").network
+    assert net.output_shape == (5,)
+    assert parity.run_parity(net, batch=2).ok
+    from archgen.emit_torch import render_torch
+    assert render_torch(net).count("class Basic(nn.Module)") == 1
+    volume = archgen.parse("network V\ninput [2, 4, 6, 6]\nblock flat_time():\n"
+                           "    avgpool3d((in_depth, 1, 1))\nflat_time()\n", "v.cnn").network
+    assert volume.output_shape == (2, 1, 6, 6)

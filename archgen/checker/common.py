@@ -123,9 +123,15 @@ _CONSTANTS = {"true": True, "false": False, "none": None, "True": True, "False":
 
 def _builtins(shape: Shape | None) -> dict[str, Any]:
     if shape is None:  # unknown after an error: using them says nothing more
-        return dict.fromkeys(("in_channels", "in_height", "in_width", "in_features"), _UNKNOWN)
+        return dict.fromkeys(("in_channels", "in_height", "in_width", "in_features",
+                              "in_length", "in_depth"), _UNKNOWN)
     if len(shape) == 3:
         return {"in_channels": shape[0], "in_height": shape[1], "in_width": shape[2]}
+    if len(shape) == 2:  # [C, L]
+        return {"in_channels": shape[0], "in_length": shape[1]}
+    if len(shape) == 4:  # [C, D, H, W]
+        return {"in_channels": shape[0], "in_depth": shape[1], "in_height": shape[2],
+                "in_width": shape[3]}
     return {"in_features": shape[0]}
 
 

@@ -67,12 +67,12 @@ def test_examples_exact(path):
     """Every example with H and W symbolic; H = W = n for n in 1..256 (the examples treat both
     axes alike; the random stacks below vary one axis at a time)."""
     spec = syntax.parse(path.read_text(), str(path))
-    channels = check(spec).input_shape[0]
-    sym_net = check(spec, (channels, "S", "S"))
+    channels, *spatial = check(spec).input_shape  # [C, L], [C, H, W] or [C, D, H, W]
+    sym_net = check(spec, (channels, *("S",) * len(spatial)))
     assert _ok(sym_net)
     cons = sym_net.constraints["S"]
     for n in SIZES:
-        net = check(spec, (channels, n, n))
+        net = check(spec, (channels, *(n,) * len(spatial)))
         assert _ok(net) == cons.admits(n), (path.stem, n, cons.text("S"))
         if cons.admits(n):
             _agree(sym_net, net, {"S": n})

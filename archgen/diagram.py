@@ -74,7 +74,7 @@ def mermaid_text(text: str) -> str:
 
 # The family is the module of `archgen/layers/` that defines the kind; a few kinds that live
 # with others but do no arithmetic are drawn as plumbing.
-_PLUMBING = {"identity", "flatten", "pad2d"}
+_PLUMBING = {"identity", "flatten", "pad1d", "pad2d", "pad3d"}
 COLOURS = {  # family -> (fill, stroke)
     "conv": ("#dbeafe", "#2563eb"),
     "pool": ("#dcfce7", "#16a34a"),

@@ -757,7 +757,7 @@ def export(spec: str, output: str, weights: str | None, allow_nonfinite: bool,
     finally:
         progress.done()
     _print_notes(notes)
-    sizes = ", dynamic H and W" if dynamic else ""
+    sizes = f", dynamic {' and '.join(d.symbols)}" if dynamic else ""
     click.echo(f"{'wrote' if changed else 'unchanged'} {output} (opset "
                f"{built.model.opset_import[0].version}, {params:,} params{sizes})", err=True)
 
@@ -867,7 +867,8 @@ def _parity_dynamic(net, build_dynamic, run_parity, state, seed, batch, rtol, at
                             atol=atol, seeds=seeds, onnx_file=model, progress=progress)
         report.onnx_file = None
         report.weights = "given" if state is not None else "seeded"
-        report.notes.append(f"dynamic H and W, at the input {list(concrete.input_shape)}")
+        report.notes.append(f"dynamic {' and '.join(d.symbols)}, at the input "
+                            f"{list(concrete.input_shape)}")
         reports.append(report)
     return reports
 

@@ -467,6 +467,17 @@ def _concrete_at(net: Network, dims: tuple) -> Network:
     return out
 
 
+# the names of the spatial sizes of [C, L], [C, H, W] and [C, D, H, W] in a dynamic graph
+SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
+
+
+def _symbolic_input(net: Network) -> tuple[list[str], tuple]:
+    """The spatial symbols of the network's input and the input with them: (["H", "W"],
+    (3, "H", "W")) for a map, (["L"], (1, "L")) for a 1-D input."""
+    names = list(SPATIAL_NAMES.get(len(net.input_shape) - 1, ("H", "W")))
+    return names, (net.input_shape[0], *names)
+
+
 def valid_sizes(net: Network) -> tuple[list[str], list[tuple]]:
     """The symbols of the spatial sizes and two valid concrete inputs: the spec's own (or its
     representative sample, when symbolic) and the next valid size of every symbol."""
@@ -477,8 +488,8 @@ def valid_sizes(net: Network) -> tuple[list[str], list[tuple]]:
         symbolic, names = net, [str(d) for d in net.input_shape[1:]]
         first = tuple(net.sample.input_shape) if net.sample is not None else None
     else:
-        names = ["H", "W"]
-        symbolic = check(syntax.parse(net.source, net.file), (c, "H", "W"))
+        names, shape = _symbolic_input(net)
+        symbolic = check(syntax.parse(net.source, net.file), shape)
         first = tuple(net.input_shape)
     errors = [d for d in symbolic.diagnostics if d.is_error]
     if errors:
@@ -594,7 +605,7 @@ def _symbolic_layers(net: Network):
     from . import syntax
     from .checker import check
     return list(check(syntax.parse(net.source, net.file),
-                      (net.input_shape[0], "H", "W")).layers())
+                      _symbolic_input(net)[1]).layers())
 
 
 def _symbolic_output(net: Network):
@@ -602,7 +613,7 @@ def _symbolic_output(net: Network):
         return net.output_shape
     from . import syntax
     from .checker import check
-    return check(syntax.parse(net.source, net.file), (net.input_shape[0], "H", "W")).output_shape
+    return check(syntax.parse(net.source, net.file), _symbolic_input(net)[1]).output_shape
 
 
 def _check_dynamic(onnx, built: Built) -> None:

@@ -379,3 +379,13 @@ def test_blocks_see_the_sizes_of_1d_and_3d_inputs():
     volume = archgen.parse("network V\ninput [2, 4, 6, 6]\nblock flat_time():\n"
                            "    avgpool3d((in_depth, 1, 1))\nflat_time()\n", "v.cnn").network
     assert volume.output_shape == (2, 1, 6, 6)
+
+
+@pytest.mark.parametrize("name,symbols", [("m5.cnn", ["L"]), ("c3d_small.cnn", ["D", "H", "W"])])
+def test_dynamic_size_export_names_every_spatial_axis(name, symbols):
+    from archgen.emit_onnx import build_dynamic
+    net = archgen.load(ROOT / "examples" / name).network
+    d = build_dynamic(net)
+    assert d.symbols == symbols
+    dims = d.built.model.graph.input[0].type.tensor_type.shape.dim
+    assert [x.dim_param for x in dims][2:] == symbols

@@ -70,7 +70,7 @@ class BatchNormNd(LayerKind):
 
     def normalise(self, a: dict, x: Shape) -> None:
         if self.rank is None and len(x) not in (1, 2):  # batchnorm1d: [C, L] or [F]
-            raise LayerError("E405", f"{self.name} expects [C, L] or flat features [F] but "
+            raise LayerError("E405", f"expects [C, L] or flat features [F] but "
                              f"receives {list(x)}", arg="num_features",
                              helps=[f"use batchnorm{len(x) - 1}d for this input"
                                     if len(x) in (3, 4) else "reshape the input first"])

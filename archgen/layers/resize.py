@@ -188,7 +188,7 @@ class Upsample(Weightless, LayerKind):
     def normalise(self, a: dict, x: Shape) -> None:
         dims = len(x) - 1
         if dims not in LINEAR_MODES:
-            raise LayerError("E405", f"upsample expects [C, L], [C, H, W] or [C, D, H, W] but "
+            raise LayerError("E405", f"expects [C, L], [C, H, W] or [C, D, H, W] but "
                              f"receives {list(x)}", arg="scale_factor",
                              helps=["upsample before flatten()"])
         if a["mode"] != "nearest" and a["mode"] != LINEAR_MODES[dims]:

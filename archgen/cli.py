@@ -108,6 +108,9 @@ class _Command(click.Command):
             raise _one_line(e, hint=False) from e.__cause__
 
 
+_RESERVE = bytearray(4 << 20)  # address space given back when memory runs out (untouched pages)
+
+
 class _Group(click.Group):
     command_class = _Command
 
@@ -133,8 +136,21 @@ class _Group(click.Group):
             sys.exit(2)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
-        except MemoryError:  # the process's memory (a ulimit, a container) ran out: one line;
-            # the frames that held the network are gone by now, so this much still fits
+        except MemoryError as e:  # the process's memory (a ulimit, a container) ran out: one
+            # line. Room is made first: the reserve goes, and the failed frames, which hold what
+            # filled it (a network of up to a million layers) through the traceback, are
+            # cleared; without both, click's own clean-up ran with no address space left and
+            # CPython died of SIGSEGV in half the runs (a million-layer spec under 70 MB)
+            global _RESERVE
+            _RESERVE = None
+            tb = e.__traceback__
+            while tb is not None:
+                try:
+                    tb.tb_frame.clear()
+                except RuntimeError:  # a frame still running (this one)
+                    pass
+                tb = tb.tb_next
+            del tb, e
             click.echo("error: archgen ran out of memory (the process's limit was reached); "
                        "allow it more memory, or check a smaller network", err=True)
             sys.exit(1)

@@ -40,10 +40,10 @@ _scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(),
 _keys = st.one_of(st.text(max_size=6), st.integers(), st.floats(), st.booleans(), st.none())
 _values = st.recursive(_scalars, lambda inner: st.one_of(
     st.lists(inner, max_size=4), st.lists(inner, max_size=3).map(tuple),
-    st.dictionaries(_keys, inner, max_size=4)), max_leaves=20)
+    st.dictionaries(_keys, inner, max_size=4)), max_leaves=12)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(_values, st.sampled_from([0, 1, 2, 4]))
 def test_write_json_is_json_dumps_indented(value, indent):
     """Every JSON value (NaN and infinities as json writes them, bool and int subclasses,

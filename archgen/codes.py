@@ -99,6 +99,46 @@ its call cannot carry another name.
     repeat 6 as denselayer{1}: layer = dense_layer(32)
     repeat 6 as denselayer{1}: dense_layer(32)
 """),
+    "E211": ("`from` not at the head of a branch", """
+`from NAME` makes a branch of add:, concat: or mul: start from the output of an earlier named
+layer or group instead of the merge's input, so it is the first statement of such a branch
+(a `branch:`, a named group in the merge, or the branch on its own line).
+
+    c4 = conv2d(64, 3, stride=2, padding=1)
+    ...
+    conv2d(32, 1)
+    from c4                     # not in a merge
+    add:
+        upsample(scale_factor=2)
+        branch:
+            from c4
+            conv2d(32, 1)
+"""),
+    "E212": ("unknown name in `from` or `output`", """
+`from NAME` and `output NAME` refer to a named layer, group or block instance that comes
+earlier on the way to this point: in the same sequence, or in one that encloses it, of the same
+body (the network, or a block's definition: a block sees only its own names). A name defined
+later, inside another branch or group, or inside a block is not one.
+
+    add:
+        identity()
+        from c5                 # c5 is defined below
+    c5 = conv2d(128, 3, stride=2, padding=1)
+"""),
+    "E213": ("`output` not last", """
+`output NAME, ...` lists the network's outputs (in this order; ONNX outputs carry the names).
+It is the last statement of the file, at the top level.
+
+    output p2, p3
+    conv2d(8, 1)                # after the output line
+"""),
+    "E214": ("output listed twice or named input", """
+Each name in `output NAME, ...` is one output of the network, an ONNX graph output of that
+name: list each once, and none named input (the graph's input).
+
+    output p2, p3, p2
+    output p2, p3
+"""),
     "E300": ("bad argument", """
 An argument has the wrong type, is missing or is given twice. Positional arguments follow
 PyTorch's order, with the inferred in_channels / in_features / num_features left out (E307
@@ -252,6 +292,8 @@ refuses a one-input Sum). identity() is a branch that passes the input through.
 The branches of add: and concat: all read the same input tensor. A layer with inplace=true at
 the start of a branch (or after identity, flatten or dropout, which pass the same tensor on)
 overwrites it before the other branches read it, so the network computes something else.
+The same holds for a named value that a `from NAME` branch or `output` reads: no in-place
+layer may read it first.
 
     add:
         relu(inplace=true)      # relu(x) + relu(x), not relu(x) + x
@@ -305,6 +347,25 @@ or pool to a fixed size before flatten.
     conv2d(8, 3)
     flatten()
     linear(10)          # in_features would be 8 * (H - 2) * (W - 2)
+"""),
+    "E416": ("mul: shapes do not broadcast", """
+`mul:` multiplies its branches elementwise with PyTorch's broadcasting: in each dimension the
+sizes are equal or one of them is 1 ([C, 1, 1] gates [C, H, W], as squeeze-excitation does).
+The ranks must agree, since the batch dimension leads every tensor. The error points at the
+first branch that does not broadcast with those before it.
+
+    mul:
+        identity()                      # [64, 28, 28]
+        branch:
+            adaptive_avgpool2d(1)
+            flatten()                   # [64]: rank 1
+            linear(64)
+    mul:
+        identity()
+        branch:
+            adaptive_avgpool2d(1)       # [64, 1, 1]
+            conv2d(64, 1)
+            sigmoid()
 """),
     "E426": ("padding=same with a stride outside conv2d", """
 PyTorch pads `padding="same"` only for unstrided convolutions; nn.Conv1d and nn.Conv3d refuse

@@ -26,7 +26,7 @@ with PyTorch's own sampling positions, batchnorm without running stats from batc
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
@@ -34,6 +34,7 @@ from .budget import MemoryBudgetError, check_memory
 from .diagnostics import SpecError
 from .extras import MissingExtra, require
 from .ir import Layer, Merge, Network, Node, Seq
+from .ir import walk as _walk_ir
 from .onnx_graph import (INPUT, ONNX_OPS, OUTPUT, Graph, Value, conv_pads, float32,
                          onnx_environment)
 from .quoting import InternalError, verify_onnx
@@ -54,7 +55,33 @@ _environment = onnx_environment  # the template environment (tests/test_injectio
 
 # -- lowering: the IR tree ---------------------------------------------------------------------
 
+@dataclass
+class _NetworkGraph(Graph):
+    """A whole network's graph: what `from` branches and named outputs need besides."""
+
+    # `output NAME, ...`: id(the layer or merge whose value an output is) -> the output's name
+    finals: dict = field(default_factory=dict)
+    read: set = field(default_factory=set)  # id(node) of the values `from` and outputs read
+    values: dict = field(default_factory=dict)  # id(node) -> its value, for those read
+
+    def output_of(self, node, name: str) -> str:
+        """A named output's value is called so; any other as Graph names it."""
+        if id(node) not in self.finals:
+            return super().output_of(node, name)
+        value = self.finals[id(node)]
+        self.expected[value] = (node, node.out_shape)
+        self.produced.append((value, node))
+        return value
+
+
 def _lower(g: Graph, node: Node, x: str, module: str) -> str:
+    y = _lower_node(g, node, x, module)
+    if id(node) in g.read:  # a value that a `from` branch or an output reads
+        g.values[id(node)] = y
+    return y
+
+
+def _lower_node(g: Graph, node: Node, x: str, module: str) -> str:
     if isinstance(node, Layer):
         try:
             return node.kind.lower_onnx(g, node, x)
@@ -62,9 +89,12 @@ def _lower(g: Graph, node: Node, x: str, module: str) -> str:
             raise InternalError(f"no ONNX lowering for layer kind '{node.op}'") from None
     if isinstance(node, Seq):
         inner = f"{node.path}." if node.module and node.path else module
+        if node.source is not None:  # a `from` branch: it reads that value, not the merge's input
+            x = g.values[id(node.source)]
         items, i = node.items, 0
         while i < len(items):
-            if g.fold and i + 1 < len(items) and foldable(items[i], items[i + 1]):
+            if g.fold and i + 1 < len(items) and foldable(items[i], items[i + 1]) and \
+                    id(items[i]) not in g.read:
                 x = _conv_batchnorm(g, items[i], items[i + 1], x)
                 i += 2
                 continue
@@ -82,14 +112,14 @@ def _lower(g: Graph, node: Node, x: str, module: str) -> str:
             return ys[0]
         elif len(ys) == 1:  # nothing to add to the one branch: pass it on, named
             g.emit("unary", name=name, y=y, x=ys[0], op="Identity")
-        else:
+        else:  # add or mul: left to right, as PyTorch's a + b + c (a * b * c broadcasts)
             steps, acc = [], ys[0]
             for i, b in enumerate(ys[1:], start=1):
                 last = i == len(ys) - 1
                 out = y if last else f"{name}/partial{i}"
                 steps.append({"name": name if last else f"{name}/{i}", "a": acc, "b": b, "y": out})
                 acc = out
-            g.emit("add", steps=steps)
+            g.emit(node.mode, steps=steps)
         return y
     raise AssertionError(type(node))
 
@@ -115,14 +145,25 @@ def foldable(conv: Node, bn: Node) -> bool:
             and bn.kind.fold_role == "batchnorm" and bn.args["track_running_stats"])
 
 
+def read_values(net: Network) -> set[int]:
+    """id() of the nodes whose values a `from` branch or a named output reads: such a value
+    stays in the graph (a conv there is not folded into the batchnorm after it)."""
+    read = {id(o.node) for o in net.outputs}
+    for node in _walk_ir(net.root):
+        if isinstance(node, Seq) and node.source is not None:
+            read.add(id(node.source))
+    return read
+
+
 def folded_pairs(net: Network) -> list[tuple[Layer, Layer]]:
     """Every (conv, batchnorm) pair that export folds into one Conv, in forward order."""
     out = []
+    read = read_values(net)
 
     def walk(node):
         if isinstance(node, Seq):
             for a, b in zip(node.items, node.items[1:]):
-                if foldable(a, b) and not (out and out[-1][1] is a):
+                if foldable(a, b) and not (out and out[-1][1] is a) and id(a) not in read:
                     out.append((a, b))
             for item in node.items:
                 walk(item)
@@ -322,10 +363,22 @@ def _build(onnx, net: Network, opset: int, dynamic_batch: bool, state_dict: Mapp
         state = state_dict if checked else check_state(net, state_dict)
     progress.stage("render")
     batch = "N" if dynamic_batch else 1
-    g = Graph(opset, state, batch, final=_last_producer(net.root),
-               taken={layer.path for layer in net.layers()}, fold=fold)
+    g = _NetworkGraph(opset, state, batch,
+                      final=None if net.outputs else _last_producer(net.root),
+                      taken={layer.path for layer in net.layers()}, fold=fold,
+                      read=read_values(net))
+    for out in net.outputs:  # each named output is the value of its last layer or merge
+        last = _last_producer(out.node)
+        if last is not None and id(last) not in g.finals:
+            g.finals[id(last)] = out.name
     y = _lower(g, net.root, INPUT, "")
-    if y != OUTPUT:  # nothing in the network computes: pass the input through
+    names = [o.name for o in net.outputs] or [OUTPUT]
+    for out in net.outputs:  # one that passes another's value on gets an Identity
+        value = g.values[id(out.node)]
+        if value != out.name:
+            g.emit("unary", name=out.name, y=out.name, x=value, op="Identity")
+            g.expected[out.name] = (out.node, out.node.out_shape)
+    if not net.outputs and y != OUTPUT:  # nothing in the network computes: pass the input on
         g.final = net.root
         g.emit("unary", name=OUTPUT, y=g.output_of(net.root, OUTPUT), x=y, op="Identity")
     g.expected[INPUT] = (None, net.input_shape)
@@ -333,9 +386,10 @@ def _build(onnx, net: Network, opset: int, dynamic_batch: bool, state_dict: Mapp
     def typed(value, shape):
         return Value(value, "float", [batch, *shape])
 
-    outputs = [typed(OUTPUT, net.output_shape)]
+    outputs = [typed(name, shape) for name, shape in net.output_shapes] if net.outputs \
+        else [typed(OUTPUT, net.output_shape)]
     if intermediates:
-        outputs += [typed(v, node.out_shape) for v, node in g.produced if v != OUTPUT]
+        outputs += [typed(v, node.out_shape) for v, node in g.produced if v not in names]
     listed = {v.name for v in outputs}
     # the checker's shape of every layer's output, so that a viewer shows them on the edges
     value_info = [typed(v, node.out_shape) for v, node in g.produced if v not in listed]
@@ -574,7 +628,7 @@ def build_dynamic(net: Network, *, state_dict: Mapping | None = None, seed: int 
     # each value's dims from the symbolic check: an expression of the symbols is a dim_param
     symbolic = {f"{layer.path}.out": layer.out_shape for layer in _symbolic_layers(net)}
     symbolic["input"] = (first[0], *names)
-    symbolic[OUTPUT] = _symbolic_output(net)
+    symbolic.update(_symbolic_outputs(net))
     for vi in [*a.input, *a.output, *a.value_info]:
         sym = symbolic.get(vi.name)
         for d, s in zip(list(vi.type.tensor_type.shape.dim)[1:], sym or ()):
@@ -608,12 +662,15 @@ def _symbolic_layers(net: Network):
                       _symbolic_input(net)[1]).layers())
 
 
-def _symbolic_output(net: Network):
-    if net.symbols:
-        return net.output_shape
-    from . import syntax
-    from .checker import check
-    return check(syntax.parse(net.source, net.file), _symbolic_input(net)[1]).output_shape
+def _symbolic_outputs(net: Network) -> dict:
+    """The graph outputs' shapes over the symbols: "output", or each named output."""
+    if not net.symbols:
+        from . import syntax
+        from .checker import check
+        net = check(syntax.parse(net.source, net.file), _symbolic_input(net)[1])
+    if not net.outputs:
+        return {OUTPUT: net.output_shape}
+    return dict(net.output_shapes)
 
 
 def _check_dynamic(onnx, built: Built) -> None:

@@ -30,7 +30,7 @@ import re
 import shlex
 import sys
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
@@ -169,6 +169,9 @@ class ClassModel:
     signature: list[str]  # `def __init__(...) -> None:`, laid out
     init: list[str]
     forward: list[str]  # none: nn.Sequential's
+    # `def forward(self, x: torch.Tensor) -> torch.Tensor:`, laid out; more parameters for
+    # the values `from` branches inside read, a tuple for several outputs
+    forward_signature: list[str] = field(default_factory=lambda: _forward_signature())
 
 
 @dataclass
@@ -182,11 +185,20 @@ class FileModel:
 
 # -- expressions that lay themselves out as ruff format would ------------------------------------
 
+@dataclass
+class _Product(Sum):
+    """A mul's branches multiplied: `x1 * x2` (a Sum's terms with another operator)."""
+
+
+def _operator(expr: Sum) -> str:
+    return "*" if isinstance(expr, _Product) else "+"
+
+
 def _flat(expr: Expr) -> str:
     if isinstance(expr, str):
         return expr
     if isinstance(expr, Sum):
-        return " + ".join(expr.terms)
+        return f" {_operator(expr)} ".join(expr.terms)
     inner = ", ".join(a.head + _flat(a.expr) for a in expr.args)
     return f"{expr.func}{expr.brackets[0]}{inner}{expr.brackets[1]}"
 
@@ -225,7 +237,8 @@ def _layout(item: Item, indent: int, width: int, tail: str = "") -> list[str]:
         inner = _layout(Item(expr), indent + 4, width)
         return above + [f"{pad}{item.head}("] + inner + [f"{pad}){tail}"]
     if isinstance(expr, Sum):  # inside those parentheses: one term per line
-        return above + [pad + expr.terms[0]] + [f"{pad}+ {t}" for t in expr.terms[1:]]
+        return above + [pad + expr.terms[0]] + [f"{pad}{_operator(expr)} {t}"
+                                                for t in expr.terms[1:]]
     return above + [pad + flat]  # nothing to split
 
 
@@ -236,7 +249,7 @@ def _key(item: Item) -> tuple:
         return (item.head, expr.func, expr.explode, expr.brackets,
                 tuple(_key(a) for a in expr.args))
     if isinstance(expr, Sum):
-        return (item.head, "+", tuple(expr.terms))
+        return (item.head, _operator(expr), tuple(expr.terms))
     return (item.head, expr)
 
 
@@ -320,6 +333,9 @@ class _NotGeneric(Exception):
     """The block cannot be written as one class for all its instances."""
 
 
+_FUNCTIONS = {"max": max, "min": min}  # the functions a spec expression may call
+
+
 def _py(e: sx.Expr, names: frozenset[str], used: set[str], outer: int = 0) -> str:
     """A spec expression as Python over the constructor's `names` (recorded in `used`)."""
     if isinstance(e, (sx.Num, sx.Str)):
@@ -331,6 +347,8 @@ def _py(e: sx.Expr, names: frozenset[str], used: set[str], outer: int = 0) -> st
         return py_literal(_WORDS[e.name]) if e.name in _WORDS else py_literal(e.name)
     if isinstance(e, sx.TupleExpr):
         return py_literal(tuple(_Raw(_py(i, names, used)) for i in e.items))
+    if isinstance(e, sx.FuncCall) and e.func in _FUNCTIONS:  # max(8, c // 4): Python's own
+        return f"{e.func}({', '.join(_py(i, names, used) for i in e.items)})"
     if isinstance(e, sx.UnaryOp):
         if e.op == "not":
             text, p = f"not {_py(e.operand, names, used, 3)}", 3
@@ -360,6 +378,8 @@ def _ev(e: sx.Expr, env: dict) -> Any:
         return env[e.name] if e.name in env else _WORDS.get(e.name, e.name)
     if isinstance(e, sx.TupleExpr):
         return tuple(_ev(i, env) for i in e.items)
+    if isinstance(e, sx.FuncCall) and e.func in _FUNCTIONS:
+        return _FUNCTIONS[e.func](_ev(i, env) for i in e.items)
     if isinstance(e, sx.UnaryOp):
         v = _ev(e.operand, env)
         return (not v) if e.op == "not" else (-v if e.op == "-" else v)
@@ -401,6 +421,8 @@ def _subst(e: sx.Expr | None, mapping: dict[str, sx.Expr]) -> sx.Expr | None:
         return sx.UnaryOp(e.span, e.op, _subst(e.operand, mapping))
     if isinstance(e, sx.TupleExpr):
         return sx.TupleExpr(e.span, [_subst(i, mapping) for i in e.items])
+    if isinstance(e, sx.FuncCall):
+        return sx.FuncCall(e.span, e.func, [_subst(i, mapping) for i in e.items], e.func_span)
     return e
 
 
@@ -552,6 +574,8 @@ class _Walk:
         attrs = _unique(n.attr for n in nodes)
         if len(attrs) != 1:
             raise _NotGeneric("names that change with the arguments")
+        if not attrs[0].isidentifier():
+            raise _NotGeneric("a name with '-'")
         self.attrs.append(attrs[0])
         init.append(Item(expr, f"self.{attrs[0]} = ", nodes, shown))
         apply = nodes[0].kind.torch_forward(f"self.{attrs[0]}", cur) \
@@ -670,6 +694,12 @@ class _Walk:
                     self.channels[i] = node.out_shape[0]
                 self.check_channels(c, active)
                 return c, into
+        elif stmt.mode == "mul":  # a gate: its channels are those of a branch of full width
+            combined = _Product(results)
+            for i, node in zip(active, nodes):
+                self.channels[i] = node.out_shape[0]
+            c = next((o for o in outs if o is not None and all(
+                _same(_value(o, self.envs[i]), self.channels[i]) for i in active)), None)
         else:
             joined = Call("", [Item(r) for r in results], brackets="[]")
             combined = Call("torch.cat", [Item(joined), Item("1", "dim=")])
@@ -918,6 +948,8 @@ class _Draft:
     init: list[Item]
     forward: list[Item]
     instances: list[Seq]
+    params: list[str] = field(default_factory=list)  # forward's, after x: values `from` reads
+    returns: int = 1  # tensors forward returns (the network's `output NAME, ...`)
 
 
 class _Lowering:
@@ -932,6 +964,13 @@ class _Lowering:
                 self.instances.setdefault(node.block, []).append(node)
         self.helpers: set[str] = set()
         self.taken = set(RESERVED_GLOBALS) | set(HELPERS) | {net.name}
+        # values a `from` branch or an output reads: each is kept in a local of its own
+        self.read: set[int] = {id(o.node) for o in net.outputs}
+        for node in walk(net.root):
+            if isinstance(node, Seq) and node.source is not None:
+                self.read.add(id(node.source))
+        self.kept: dict[int, str] = {}  # id(node) -> its local, in the forward being written
+        self.free_of: dict[int, list[Node]] = {}  # id(module) -> what it reads from outside
 
     def block_class(self, name: str) -> _BlockClass | None:
         """The one class of a block definition, or None where the block cannot be written
@@ -947,25 +986,59 @@ class _Lowering:
         return self.generic[name]
 
     def root(self) -> _Draft:
-        init, forward = self.body(self.net.root)
-        return _Draft(self.net.name, init, forward, [self.net.root])
+        init, forward, _ = self.body(self.net.root, self.net.outputs)
+        return _Draft(self.net.name, init, forward, [self.net.root],
+                      returns=max(1, len(self.net.outputs)))
 
     # A class-style module: attributes in forward order, then the forward written out.
-    def body(self, seq: Seq) -> tuple[list[Item], list[Item]]:
+    def body(self, seq: Seq, outputs=()) -> tuple[list[Item], list[Item], list[str]]:
+        """Its __init__ and forward items, and forward's parameters after x: the values that
+        `from` branches inside it read from outside it."""
         found, _ = members(seq)
-        init = [Item(self.construct(m), f"self.{self.attr(m)} = ", [m]) for m in found]
-        forward: list[Item] = []
-        result = self.flow(seq.items, "x", "x", forward, _Fresh())
-        forward.append(Item(result, "return "))
-        return init, forward
+        init = [self.member(m) for m in found]
+        outer, self.kept = self.kept, {}
+        try:
+            fresh = _Fresh()
+            params = []
+            for node in self.free(seq):
+                params.append(fresh.named(node.name))
+                self.kept[id(node)] = params[-1]
+            forward: list[Item] = []
+            result = self.flow(seq.items, "x", "x", forward, fresh)
+            if outputs:  # `output NAME, ...`: the named values, in order
+                result = ", ".join(self.kept[id(o.node)] for o in outputs)
+            forward.append(Item(result, "return "))
+        finally:
+            self.kept = outer
+        return init, forward, params
+
+    def free(self, seq: Seq) -> list[Node]:
+        """The values `from` branches inside `seq` (or inside the modules it holds) read from
+        outside it, in forward order: forward's parameters after x."""
+        key = id(seq)
+        if key not in self.free_of:
+            inside = {id(n) for n in walk(seq)}
+            found = [n.source for n in walk(seq) if isinstance(n, Seq) and
+                     n.source is not None and id(n.source) not in inside]
+            self.free_of[key] = list({id(n): n for n in found}.values())
+        return self.free_of[key]
+
+    def member(self, m: Node) -> Item:
+        """`self.conv1 = nn.Conv2d(...)`; a name that is no identifier (block1-0) is
+        registered with add_module, its name a quoted string (quoting.py_literal)."""
+        attr = self.attr(m)
+        if attr.isidentifier():
+            return Item(self.construct(m), f"self.{attr} = ", [m])
+        return Item(Call("self.add_module", [Item(py_literal(attr)), Item(self.construct(m))]),
+                    "", [m])
 
     def klass(self, seq: Seq) -> str:
-        init, forward = self.body(seq)
+        init, forward, params = self.body(seq)
         base = _camel(seq.block or seq.name or seq.label)
-        key = (base, tuple(map(_key, init)), tuple(map(_key, forward)))
+        key = (base, tuple(params), tuple(map(_key, init)), tuple(map(_key, forward)))
         draft = self.drafts.get(key)
         if draft is None:
-            draft = self.drafts[key] = _Draft(self.new_name(base), init, forward, [seq])
+            draft = self.drafts[key] = _Draft(self.new_name(base), init, forward, [seq], params)
             self.order.append(draft)
         else:
             for a, b in zip(draft.init + draft.forward, init + forward):
@@ -995,34 +1068,54 @@ class _Lowering:
         is never overwritten before every branch has read it: branches write fresh variables."""
         cur = src
         for node in items:
+            # a value that a `from` branch or an output reads gets a local of its own
+            target = self.keep(node, fresh) if id(node) in self.read else dst
             if isinstance(node, Layer) or (isinstance(node, Seq) and node.module):
-                call = node.kind.torch_forward(f"self.{self.attr(node)}", cur) \
-                    if isinstance(node, Layer) else Call(f"self.{self.attr(node)}", [Item(cur)])
-                out.append(Item(call, f"{dst} = ", [node]))
-                cur = dst
+                extra = [Item(self.kept[id(n)]) for n in self.free(node)] \
+                    if isinstance(node, Seq) else []
+                call = node.kind.torch_forward(self.accessor(node), cur) \
+                    if isinstance(node, Layer) else Call(self.accessor(node), [Item(cur), *extra])
+                out.append(Item(call, f"{target} = ", [node]))
+                cur = target
             elif isinstance(node, Seq):  # an anonymous branch: its layers belong to this module
-                cur = self.flow(node.items, cur, dst, out, fresh)
+                start = self.kept[id(node.source)] if node.source is not None else cur
+                cur = self.flow(node.items, start, dst, out, fresh)
             elif isinstance(node, Merge) and len(node.branches) == 1:  # no merging to do
                 cur = self.flow(node.branches, cur, dst, out, fresh)
             elif isinstance(node, Merge):
                 results = []
-                for branch in node.branches:
+                for branch in node.branches:  # a `from` branch reads its value's local
+                    start = self.kept[id(branch.source)] if branch.source is not None else cur
                     if _passes_through(branch):
-                        results.append(cur)
+                        results.append(start)
                     else:
-                        results.append(self.flow([branch], cur, fresh(), out, fresh))
+                        results.append(self.flow([branch], start, fresh(), out, fresh))
                 if node.mode == "add":
                     combined: Expr = Sum(results)
+                elif node.mode == "mul":
+                    combined = _Product(results)
                 else:
                     joined = Call("", [Item(r) for r in results], brackets="[]")
                     combined = Call("torch.cat", [Item(joined), Item("1", "dim=")])
-                out.append(Item(combined, f"{dst} = ", [node]))
-                cur = dst
+                out.append(Item(combined, f"{target} = ", [node]))
+                cur = target
         return cur
+
+    def keep(self, node: Node, fresh: _Fresh) -> str:
+        """The local that holds a read value: its spec name where that is a plain
+        identifier no other local has."""
+        if id(node) not in self.kept:
+            self.kept[id(node)] = fresh.named(node.name)
+        return self.kept[id(node)]
+
+    def accessor(self, node: Node) -> str:
+        """`self.conv1`; `getattr(self, "block1-0")` for a name that is no identifier."""
+        attr = self.attr(node)
+        return f"self.{attr}" if attr.isidentifier() else f"getattr(self, {py_literal(attr)})"
 
     def attr(self, node: Node) -> str:
         name = node.attr or ""
-        problem = check_name(name, kind="layer")
+        problem = check_name(name, kind="module")
         if problem:
             raise _name_error(self.net, node.span, f"the name {name!r} {problem}",
                               "rename it; a lower-case identifier such as conv1 is safe")
@@ -1038,14 +1131,33 @@ class _Lowering:
 
 
 class _Fresh:
-    """Local variables of one forward: x1, x2, ..."""
+    """Local variables of one forward: x1, x2, ..., and the named ones (c3) that hold what
+    `from` branches and outputs read."""
 
     def __init__(self):
         self.n = 0
+        self.names: set[str] = set()
 
     def __call__(self) -> str:
         self.n += 1
+        while f"x{self.n}" in self.names:
+            self.n += 1
         return f"x{self.n}"
+
+    def named(self, name: str | None) -> str:
+        """`name` (dashes as _) where it is a plain identifier that is no other local, no
+        x1-style name, keyword, builtin or name of the file; else feature, feature_1, ..."""
+        base = (name or "").replace("-", "_")
+        if not (base.isidentifier() and base.isascii()) or re.fullmatch(r"x\d*", base) or \
+                keyword.iskeyword(base) or keyword.issoftkeyword(base) or \
+                hasattr(builtins, base) or base in RESERVED_GLOBALS or base.startswith("_"):
+            base = "feature"
+        n, cand = 0, base
+        while cand in self.names:
+            n += 1
+            cand = f"{base}_{n}"
+        self.names.add(cand)
+        return cand
 
 
 def _passes_through(branch: Seq) -> bool:
@@ -1127,7 +1239,8 @@ def _class_model(net: Network, d: _Draft | _BlockClass, is_root: bool) -> ClassM
                           _body_lines(d.init), _body_lines(d.forward))
     init = [Item(Call("super().__init__")), *d.init]
     return ClassModel(d.name, "nn.Module", _class_doc(_describe(net, d, is_root)),
-                      _signature([]), _body_lines(init), _body_lines(d.forward))
+                      _signature([]), _body_lines(init), _body_lines(d.forward),
+                      _forward_signature(d.params, d.returns))
 
 
 def _uses(instances: list[Seq]) -> str:
@@ -1147,9 +1260,24 @@ def _signature(params: list[str]) -> list[str]:
     return ["def __init__(", *(f"    {p}," for p in ["self", *params]), ") -> None:"]
 
 
+def _forward_signature(params: list[str] = (), returns: int = 1) -> list[str]:
+    """`def forward(self, x: torch.Tensor) -> torch.Tensor:`, with the tensors `from`
+    branches read after x, and a tuple for several outputs (TorchScript reads both), laid
+    out as ruff format does at a method's indent."""
+    args = ["self", *(f"{p}: torch.Tensor" for p in ["x", *params])]
+    result = "torch.Tensor" if returns == 1 else \
+        f"tuple[{', '.join(['torch.Tensor'] * returns)}]"
+    one = f"def forward({', '.join(args)}) -> {result}:"
+    if len(one) <= WIDTH - 4:
+        return [one]
+    return ["def forward(", *(f"    {a}," for a in args), f") -> {result}:"]
+
+
 def _describe(net: Network, draft: _Draft, is_root: bool) -> str:
     if is_root:
-        return f"{net.name}: {_shape([net.input_shape])} -> {_shape([net.output_shape])}."
+        outs = ", ".join(f"{name} {_shape([shape])}" for name, shape in net.output_shapes) \
+            if net.outputs else _shape([net.output_shape])
+        return f"{net.name}: {_shape([net.input_shape])} -> {outs}."
     what = "Block" if draft.instances[0].block else "Group"
     return f"{what} {_uses(draft.instances)}."
 
@@ -1184,6 +1312,7 @@ PYTHON_SHAPE = PythonShape(
                      *(c for k in REGISTRY.values() for c in k.torch_classes),
                      *(c for h in HELPERS.values() for c in h.calls if "." in c)}),
     attributes=frozenset({"torch.Tensor", "nn.Module"}),
-    builtins=frozenset({"super", "float", "int", "bool", "list", "range",
+    builtins=frozenset({"super", "float", "int", "bool", "list", "range", "tuple", "getattr",
+                        *_FUNCTIONS,
                         *(c for h in HELPERS.values() for c in h.calls if "." not in c)}),
 )

@@ -51,6 +51,9 @@ class Seq(Node):
     module: bool = False
     style: str = "sequential"
     args: dict = factory(dict)  # a block instance's argument values (and in_channels, ...)
+    # a merge's branch written `from NAME`: the earlier named node whose output it starts
+    # from instead of the merge's input (its in_shape is that node's out_shape)
+    source: Node | None = None
 
     @property
     def op(self) -> str:
@@ -59,12 +62,21 @@ class Seq(Node):
 
 @record
 class Merge(Node):
-    mode: str = "add"  # "add" | "concat"
+    mode: str = "add"  # "add" | "concat" | "mul"
     branches: list[Seq] = factory(list)
 
     @property
     def op(self) -> str:
         return self.mode
+
+
+@record
+class Output:
+    """One of the values `output NAME, ...` returns."""
+
+    name: str
+    node: Node
+    span: Span
 
 
 @record
@@ -81,6 +93,9 @@ class Network:
     constraints: dict = factory(dict)  # name -> symbolic.Constraint
     # a concrete network at representative sizes (RF, size-free warnings), when symbolic
     sample: object = None
+    # `output NAME, ...`: the named nodes the network returns, in order; empty: the one output
+    # is the last value (root.out_shape)
+    outputs: list[Output] = factory(list)
 
     @property
     def symbols(self) -> list[str]:
@@ -89,7 +104,15 @@ class Network:
 
     @property
     def output_shape(self) -> Shape:
-        return self.root.out_shape
+        """The shape of the one output (of the first, where `output` names several)."""
+        return self.outputs[0].node.out_shape if self.outputs else self.root.out_shape
+
+    @property
+    def output_shapes(self) -> list[tuple[str, Shape]]:
+        """(name, shape) of each output: ("output", root.out_shape) without `output`."""
+        if not self.outputs:
+            return [("output", self.root.out_shape)]
+        return [(o.name, o.node.out_shape) for o in self.outputs]
 
     @property
     def total_params(self) -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from math import prod
 
 from .ir import Layer, Merge, Network, Node, Seq
+from .ir import walk as _walk
 from .record import record
 from .symbolic import Sym, smax_all
 
@@ -84,6 +85,24 @@ def estimate(net: Network, *, batch: int = 1, dtype: str = "float32",
     def nbytes(elements, per):
         return elements * unit.get(per, per) if isinstance(per, str) else elements * per
 
+    # named values that a `from` branch or an output reads: id(node) -> its reads; a storage
+    # they hold lives until the last of them (an output's, to the end)
+    reads: dict[int, int] = {}
+    for node in _walk(net.root):
+        if isinstance(node, Seq) and node.source is not None:
+            reads[id(node.source)] = reads.get(id(node.source), 0) + 1
+    for out in net.outputs:
+        reads[id(out.node)] = reads.get(id(out.node), 0) + 1
+    kept: dict[int, _Storage] = {}  # id(node) -> the storage of its output
+
+    def keep(node: Node, y: _Storage) -> _Storage:
+        kept[id(node)] = y
+        return y
+
+    def start(branch: Seq, x: _Storage) -> _Storage:
+        """What a merge's branch reads: the merge's input, or a `from` branch's value."""
+        return x if branch.source is None else kept[id(branch.source)]
+
     # -- training: what autograd keeps, each storage once, charged to the first layer that
     # keeps it. layers[id] holds the layer's Memory in its last slot until inference has read
     # it. The copies of a repeated call share their args dict (the checker's reuse), and so
@@ -105,6 +124,10 @@ def estimate(net: Network, *, batch: int = 1, dtype: str = "float32",
         return m, out_bytes
 
     def train(node: Node, x: _Storage) -> _Storage:
+        y = _train(node, x)
+        return keep(node, y) if id(node) in reads else y
+
+    def _train(node: Node, x: _Storage) -> _Storage:
         if isinstance(node, Layer):
             m, out_bytes = facets(node)
             y = x if m.aliases else _Storage(out_bytes)
@@ -133,7 +156,13 @@ def estimate(net: Network, *, batch: int = 1, dtype: str = "float32",
             return x
         if isinstance(node, Merge):
             y = _Storage(prod(node.out_shape) * act * batch)
-            y.grad = any([train(branch, x).grad for branch in node.branches])
+            outs = [train(branch, start(branch, x)) for branch in node.branches]
+            y.grad = any(s.grad for s in outs)
+            if node.mode == "mul":  # each factor is saved when another needs a gradient
+                for i, s in enumerate(outs):
+                    if not s.saved and any(o.grad for j, o in enumerate(outs) if j != i):
+                        s.saved = True
+                        totals["saved"] = totals["saved"] + s.nbytes
             return y
         raise AssertionError(type(node))
 
@@ -152,6 +181,13 @@ def estimate(net: Network, *, batch: int = 1, dtype: str = "float32",
             live["now"] = live["now"] - s.nbytes
 
     def infer(node: Node, x: _Storage) -> _Storage:
+        y = _infer(node, x)
+        if id(node) in reads:  # kept alive for its readers
+            y.refs += reads[id(node)]
+            keep(node, y)
+        return y
+
+    def _infer(node: Node, x: _Storage) -> _Storage:
         if isinstance(node, Layer):
             entry = layers[id(node)]
             m, out_bytes = entry[3], entry[1]
@@ -176,8 +212,9 @@ def estimate(net: Network, *, batch: int = 1, dtype: str = "float32",
         if isinstance(node, Merge):
             outs = []
             for branch in node.branches:
-                x.refs += 1
-                outs.append(infer(branch, x))
+                if branch.source is None:  # a `from` branch's value holds a read of its own
+                    x.refs += 1
+                outs.append(infer(branch, start(branch, x)))
             y = _Storage(prod(node.out_shape) * act * batch)
             live["now"] = live["now"] + y.nbytes
             peaks.append(live["now"])

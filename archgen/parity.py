@@ -160,6 +160,10 @@ class ParityReport:
     runs: list[SeedRun] = field(default_factory=list)
     onnx_file: str | None = None  # None: archgen's own export
     weights: str = "seeded"  # "seeded", "given" or "onnx file"
+    # `output NAME, ...`: each output's measure in the worst seed, by name; the report's own
+    # figures are the worst output's (`output` names it)
+    outputs: dict[str, Measure] = field(default_factory=dict)
+    output: str | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -184,6 +188,13 @@ class ParityReport:
                     f"{_x(self.ratio)}, {within} {self.factor:g}x + {self.floor:g} (errors "
                     f"relative to the outputs' magnitude {self.reference_max:.3g}; {where})")
         lines = [head]
+        if len(self.outputs) > 1:
+            def each(name: str, m: Measure) -> str:
+                what = (_x(m.ratio) if self.mode != "absolute" else f"{m.max_rel:.2g}")
+                return f"{name} {what}{'' if m.ok else ' MISMATCH'}"
+            label = "ratio" if self.mode != "absolute" else "max rel error"
+            lines.append(f"  per output ({label}; the figures above are {self.output}'s): " +
+                         ", ".join(each(n, m) for n, m in self.outputs.items()))
         if len(self.runs) > 1:
             def one(r: SeedRun) -> str:
                 m = r.measure
@@ -219,6 +230,8 @@ class ParityReport:
                 "reference_max": _number(self.reference_max),
                 "first_divergence": (self.first_divergence.to_json()
                                      if self.first_divergence else None),
+                "outputs": {n: m.to_json() for n, m in self.outputs.items()},
+                "output": self.output,
                 "notes": list(self.notes)}
 
 
@@ -503,7 +516,9 @@ def run_parity(net: Network, *, state_dict: Mapping | None = None, seed: int = 0
     fixed = (build_module(net, state, make=lambda n: _torch_module(n)) if state is not None
              else None)
 
-    name_in, name_out = (foreign.input, foreign.output) if foreign else ("input", "output")
+    name_in = foreign.input if foreign else "input"
+    # the graph's outputs to compare, in the module's order: the named ones
+    names_out = [foreign.output] if foreign else [o.name for o in net.outputs] or ["output"]
 
     def prepare(s: int, full: bool = False):
         """The seed's module (holding its weights), its ONNX graph (a Built, or with `full` a
@@ -525,7 +540,7 @@ def run_parity(net: Network, *, state_dict: Mapping | None = None, seed: int = 0
         return mod, built, x
 
     runs: list[SeedRun] = []
-    worst = None  # (measure, seed, reference_max, output_shape, problem)
+    worst = None  # (measure, seed, reference_max, output_shape, problem, per output, name)
     for s in range(seed, seed + seeds):
         module, model, x = prepare(s)
         progress.stage("session")
@@ -533,30 +548,41 @@ def run_parity(net: Network, *, state_dict: Mapping | None = None, seed: int = 0
         progress.stage("compare")
         module64 = copy.deepcopy(module).double() if rule.mode == "float64" else None
         with torch.no_grad():
-            ref = module(torch.from_numpy(x.copy())).numpy()
-            ref64 = module64(torch.from_numpy(x).double()).numpy() if module64 else None
+            refs = _tensors(module(torch.from_numpy(x.copy())))
+            refs64 = _tensors(module64(torch.from_numpy(x).double())) if module64 else None
+        refs = [r.numpy() for r in refs][:len(names_out)]
+        refs64 = [r.numpy() for r in refs64][:len(names_out)] if refs64 else [None] * len(refs)
         del module64
         problem = None
         try:
-            got = sess.run([name_out], {name_in: x})[0]
+            gots = sess.run(names_out, {name_in: x})
         except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
-            got, problem = None, f"onnxruntime fails to run the graph: {_first_line(e)}"
-        if got is None:
-            m = _mismatch(problem, numerical=rule.mode == "float64")
+            gots, problem = None, f"onnxruntime fails to run the graph: {_first_line(e)}"
+        if gots is None:
+            per = {n: _mismatch(problem, numerical=rule.mode == "float64") for n in names_out}
         else:
-            m = rule.judge(np, got, ref, ref64)
-            problem = m.problem
+            per = {n: rule.judge(np, got, ref, ref64)
+                   for n, got, ref, ref64 in zip(names_out, gots, refs, refs64)}
+        # the seed's figures are its worst output's
+        k = max(range(len(names_out)), key=lambda i: (not per[names_out[i]].ok,
+                                                      per[names_out[i]].used or 0.0))
+        m = per[names_out[k]]
+        problem = problem or m.problem
         runs.append(SeedRun(s, m))
         if worst is None or (not m.ok, m.used) > (not worst[0].ok, worst[0].used):
-            worst = (m, s, _largest(np, ref), list(ref.shape[1:]), problem)
+            # the shape is the first output's (the network's output_shape), the scale the
+            # worst one's
+            worst = (m, s, _largest(np, refs[k]), list(refs[0].shape[1:]), problem, per,
+                     names_out[k])
         del model, sess
-    m, s, reference_max, output_shape, problem = worst
+    m, s, reference_max, output_shape, problem, per, worst_name = worst
     report = ParityReport(
         net.name, m.ok, m.max_abs, m.max_rel, batch, rule.rtol, rule.atol, s,
         (foreign.opset if foreign else opset or DEFAULT_OPSET), output_shape, reference_max,
         notes=notes, mode=rule.mode, onnx_error=m.onnx_error, torch_error=m.torch_error,
         factor=rule.factor, floor=rule.floor, runs=runs,
-        onnx_file=foreign.path if foreign else None, weights=weights)
+        onnx_file=foreign.path if foreign else None, weights=weights,
+        outputs=per if len(per) > 1 else {}, output=worst_name if len(per) > 1 else None)
     if problem:
         report.notes.append(problem)
     if not m.ok:
@@ -565,6 +591,11 @@ def run_parity(net: Network, *, state_dict: Mapping | None = None, seed: int = 0
         report.first_divergence = _localise(net, module, model, name_in, x, rule, report.notes,
                                             foreign.path if foreign else None)
     return report
+
+
+def _tensors(result) -> list:
+    """A module's output as a list of tensors: one, or the tuple `output NAME, ...` returns."""
+    return list(result) if isinstance(result, (tuple, list)) else [result]
 
 
 def _initializers(weights: dict):

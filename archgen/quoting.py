@@ -367,6 +367,13 @@ class _Checker:
         func = node.func
         if isinstance(func, ast.Name) and func.id == "super" and (node.args or node.keywords):
             _fail(node, "super() with arguments")
+        if isinstance(func, ast.Name) and func.id == "getattr" and not (
+                len(node.args) == 2 and not node.keywords and
+                isinstance(node.args[0], ast.Name) and node.args[0].id == "self" and
+                isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str)
+                and _MODULE_NAME.fullmatch(node.args[1].value)):
+            _fail(node, "getattr other than of self's member named by a string "
+                        "(a module name with '-', such as block1-0)")
 
     def references(self, tree: ast.Module) -> None:
         """Every use of an imported module is one of the dotted names the shape allows:
@@ -385,6 +392,11 @@ class _Checker:
                 if dotted not in allowed:
                     what = "a call of" if id(top) in called else "the reference"
                     _fail(node, f"{what} {dotted}, which archgen does not generate")
+
+
+# a module name with '-' (naming.check_name's): the one thing getattr(self, ...) may name; an
+# identifier is written self.name
+_MODULE_NAME = re.compile(r"[A-Za-z][A-Za-z_0-9]*(?:-[A-Za-z_0-9]+)+")
 
 
 def _is_super_init(node: ast.Attribute) -> bool:

@@ -6,8 +6,11 @@
     NAME:                                a named group (a section such as backbone:/head:, a named branch)
     [name =] layer_or_block(args)        one layer per line, PyTorch's names and argument order
     repeat N [first(kw=value, ...)]: ... N copies, the first with some arguments overridden
-    add: / concat:                       branches summed / concatenated along channels; each child is
-                                         one branch: a call, `branch:`, a named group, or an if
+    add: / concat: / mul:                branches summed / concatenated along channels / multiplied
+                                         with broadcasting; each child is one branch: a call,
+                                         `branch:`, a named group, or an if
+    from NAME                            first in a branch: start it from an earlier named value
+    output NAME, ...                     last in the file: the network's named outputs
     if COND: ... elif COND: ... else:    inside blocks, on block arguments
     # comment
 
@@ -112,8 +115,25 @@ class Group(Stmt):
 
 @record
 class Merge(Stmt):
-    mode: str  # "add" | "concat"
+    mode: str  # "add" | "concat" | "mul"
     branches: list[Stmt]
+
+
+@record
+class From(Stmt):
+    """`from NAME`, the first statement of a merge's branch: the branch starts from the output
+    of the earlier layer or group NAME instead of the merge's input."""
+
+    name: str
+    name_span: Span
+
+
+@record
+class Output(Stmt):
+    """`output NAME, ...`, the network's last statement: it returns these named values."""
+
+    names: list[str]
+    spans: list[Span]
 
 
 @record
@@ -164,8 +184,8 @@ class Spec:
 # ---------------------------------------------------------------------------------------------
 # Tokens
 
-KEYWORDS = {"network", "input", "block", "repeat", "add", "concat", "branch", "if", "elif", "else",
-            "and", "or", "not", "first"}
+KEYWORDS = {"network", "input", "block", "repeat", "add", "concat", "mul", "branch", "if", "elif",
+            "else", "and", "or", "not", "first"}
 
 _TOKEN = re.compile(
     r"""
@@ -715,10 +735,28 @@ class Parser:
             else:
                 body = self._body(line, lp)
             return Repeat(span_all, count, body, first_args, names, names_span)
-        if word in ("add", "concat") and lp.peek(1).kind == "op" and lp.peek(1).text == ":":
+        if word in ("add", "concat", "mul") and lp.peek(1).kind == "op" and \
+                lp.peek(1).text == ":":
             lp.next()
             lp.next()
             return Merge(span_all, word, self._body(line, lp, in_merge=True))
+        if word == "from" and lp.peek(1).kind == "name":
+            lp.next()
+            name = lp.next()
+            lp.done()
+            return From(span_all, name.text, name.span(self.file))
+        if word == "output" and lp.peek(1).kind == "name":
+            lp.next()
+            names, spans = [], []
+            while True:
+                tok = lp.name("a named layer or group")
+                names.append(tok.text)
+                spans.append(tok.span(self.file))
+                if not lp.at(","):
+                    break
+                lp.next()
+            lp.done()
+            return Output(span_all, names, spans)
         if word == "if":
             return self._if(line, lp, in_merge)
         if word in ("elif", "else"):

@@ -64,6 +64,15 @@ PAYLOADS = [
     '); __import__("os").system("id > pwned"); (',
     "__import__('os').system('id > pwned')",
     "\u00e9\u4e2d\U0001f600",
+    # module names with '-' (block1-0) reach the code only as quoted strings: names that are
+    # valid, and dashes where a name cannot hold them
+    "block1-0",
+    "a-__import__",
+    "x-os-system",
+    "-x",
+    "x-",
+    "a--b",
+    "x{1}",
 ]
 IDS = [f"p{i}" for i in range(len(PAYLOADS))]
 # what str.splitlines counts as line ends: a spec line may end at some of them
@@ -105,6 +114,11 @@ CHANNELS = {
     "group_name": _HEAD + "{R}:\n    relu()\n",
     "block_name": _HEAD + "block {R}():\n    relu()\n{R}()\n",
     "network_name": "network {R}\ninput [3, 8, 8]\nrelu()\n",
+    "dashed_layer_name": _HEAD + "a-{R} = relu()\n",
+    "dashed_group_name": _HEAD + "a-{R}:\n    relu()\n",
+    "repeat_copies_name": _HEAD + "repeat 2 as {R}{1}: relu()\n",
+    "from_name": _HEAD + "{R} = conv2d(3, 1)\nadd:\n    identity()\n    from {R}\n",
+    "output_name": _HEAD + "{R} = conv2d(3, 1)\nc = relu()\noutput {R}\n",
 }
 
 
@@ -457,3 +471,27 @@ def test_the_allowed_operators_are_those_the_lowerings_write():
     used |= {k.onnx_op for k in REGISTRY.values() if getattr(k, "onnx_op", None)}
     used |= set(re.findall(r'"((?:Reduce|Global)\w+)"', source))
     assert used == ONNX_OPS
+
+
+def test_dashed_names_are_quoted_strings_and_keys_as_written():
+    """block1-0 is registered with add_module and called through getattr(self, "block1-0"),
+    both a quoted literal; the state_dict keys are the names as written; TorchScript reads
+    it; the verifier admits getattr only of self and only for such a name."""
+    net = archgen.parse(_HEAD + "stage:\n    repeat 2 as block1-{0}: conv2d(3, 1)\n"
+                        "b-x = relu()\n", "d.cnn").network
+    source = render_torch(net)
+    tree = _assert_inert(source)
+    literals = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)}
+    assert {"block1-0", "block1-1", "b-x"} <= literals
+    module = load_module(net).eval()
+    assert list(module.state_dict()) == ["stage.block1-0.weight", "stage.block1-0.bias",
+                                         "stage.block1-1.weight", "stage.block1-1.bias"]
+    x = torch.randn(1, 3, 8, 8)
+    assert torch.equal(torch.jit.script(module)(x), module(x))
+    good = source
+    for bad in ('getattr(self, "stage")', 'getattr(self, "__class__")', 'getattr(x, "b-x")',
+                'getattr(self, "b-x", None)', "getattr(self, name)"):
+        mutated = good.replace('getattr(self, "b-x")', bad, 1)
+        assert mutated != good
+        with pytest.raises(InternalError, match="archgen bug"):
+            verify_python(mutated, PYTHON_SHAPE)

@@ -101,9 +101,12 @@ def assert_batches_agree(net, batches, tolerance=lambda ref: 1e-5):
         x = np.random.default_rng(batch).standard_normal((batch, *net.input_shape),
                                                          dtype=np.float32)
         with torch.no_grad():
-            ref = module(torch.from_numpy(x)).numpy()
-        got = sess.run(["output"], {"input": x})[0]
-        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=tolerance(ref))
+            refs = module(torch.from_numpy(x))
+        refs = refs if isinstance(refs, tuple) else (refs,)  # `output NAME, ...`: several
+        names = [o.name for o in net.outputs] or ["output"]
+        for got, ref in zip(sess.run(names, {"input": x}), refs, strict=True):
+            ref = ref.numpy()
+            np.testing.assert_allclose(got, ref, rtol=1e-4, atol=tolerance(ref))
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])

@@ -18,22 +18,26 @@ One concern a module, each a part of Checker:
 from __future__ import annotations
 
 import contextlib
+import re
 from pathlib import Path
 from typing import Any
 
 from .. import symbolic
 from .. import syntax as ast
 from ..diagnostics import Diagnostic, Span
-from ..ir import Network
+from ..ir import Network, Output
 from ..layers.base import RF, Shape
 from ..limits import MAX_ELEMENTS, MAX_EXPANDED, MAX_LAYERS, MAX_SIZE
 from ..naming import assign_paths, check_name
 from .collect import Collector, _dedupe
 from .common import _builtins, _camel, _Flow, _is_int, _is_symbol, _prod, _Scope, _TooLarge, _Value
 from .evaluate import Evaluator
-from .expand import Expander
+from .expand import Expander, spec_names
 from .propagate import Propagator
 from .solve import Solver
+
+
+_DAG_WORDS = re.compile(r"\b(from|output)\b")
 
 
 class Checker(Expander, Evaluator, Propagator, Collector, Solver):
@@ -52,6 +56,13 @@ class Checker(Expander, Evaluator, Propagator, Collector, Solver):
         self.nesting = 0  # compound statements and block instances enclosing this one
         self._min_sizes: dict[int, tuple[Any, int]] = {}  # id -> (the AST node, its size)
         self._layer_cache: dict[tuple, tuple] = {}  # _call_key -> what Checker.layer reuses
+        # `from NAME` and `output NAME, ...`: the names the spec writes (for E212's notes),
+        # and whether it uses either (only then are named values kept: Expander.named)
+        self.spec_names: dict[str, Span] = {}
+        self.dag = False
+        if _DAG_WORDS.search(spec.source):
+            self.spec_names, self.dag = spec_names(spec)
+        self.scopes: list[tuple[dict, list]] = []  # (names, items) of the open sequences
 
     # -- entry ---------------------------------------------------------------------------------
     def run(self) -> Network:
@@ -78,9 +89,13 @@ class Checker(Expander, Evaluator, Propagator, Collector, Solver):
             scope.env.update(_builtins(shape))
         start = Span(self.file, 1, 1, 2)
         recorder = symbolic.recording() if self.symbolic else contextlib.nullcontext()
+        body, output = spec.body, None
+        if body and isinstance(body[-1], ast.Output):
+            body, output = body[:-1], body[-1]
+        top: dict = {}  # the top level's named values, for `output`
         try:
             with recorder as record:
-                items, out = self.sequence(spec.body, scope, flow)
+                items, out = self.sequence(body, scope, flow, top)
         except _TooLarge as err:  # checking stops at the first limit reached
             if err.diagnostic is not None:
                 self.diags.append(err.diagnostic)
@@ -96,6 +111,10 @@ class Checker(Expander, Evaluator, Propagator, Collector, Solver):
                        helps=["add layers after the input line, e.g. conv2d(16, 3)"])
         net = Network(name, self.file, spec.source, shape or (), root, self.diags,
                       blocks=spec.blocks)
+        if output is not None and items:
+            net.outputs = self._outputs(output, top)
+        if self.dag and not any(d.is_error for d in self.diags):
+            self._check_inplace_on_references(net)
         if self.symbolic and not any(d.is_error for d in self.diags):
             self._solve_sizes(net, record.requirements)
         if not any(d.is_error for d in self.diags):
@@ -106,6 +125,28 @@ class Checker(Expander, Evaluator, Propagator, Collector, Solver):
         self.diags = _dedupe(self.diags)
         net.diagnostics = self.diags
         return net
+
+    def _outputs(self, stmt: ast.Output, top: dict) -> list[Output]:
+        """The named top-level values `output NAME, ...` returns (E212 for a name that is not
+        one, E214 for a name listed twice)."""
+        outputs: list[Output] = []
+        self.scopes.append((top, []))
+        try:
+            for name, span in zip(stmt.names, stmt.spans):
+                if any(o.name == name for o in outputs):
+                    self.error("E214", f"output '{name}' is listed twice", span,
+                               helps=["list each output once"])
+                    continue
+                if name == "input":  # the ONNX graph's input is named so
+                    self.error("E214", "an output cannot be named 'input', the name of the "
+                               "network's input", span, helps=["rename the layer or group"])
+                    continue
+                named = self.named(name, span, "output")
+                if named is not None and named.node is not None:
+                    outputs.append(Output(name, named.node, span))
+        finally:
+            self.scopes.pop()
+        return outputs
 
     def _input_shape(self) -> Shape | None:
         spec = self.spec

@@ -8,13 +8,14 @@ from typing import Any
 
 from .. import symbolic
 from .. import syntax as ast
-from ..diagnostics import Diagnostic, Span
+from ..diagnostics import Diagnostic, Span, did_you_mean
 from ..hints import argument_hint, layer_hint
 from ..ir import Node, Seq
 from ..layers import REGISTRY
 from ..layers.base import LayerKind, describe
 from ..limits import MAX_EXPANDED, MAX_NESTING
 from ..naming import check_name
+from ..record import record
 from .common import (
     _UNKNOWN,
     MAX_DEPTH,
@@ -31,18 +32,34 @@ from .common import (
 
 class Expander:
     # -- statements ----------------------------------------------------------------------------
-    def sequence(self, stmts: list[ast.Stmt], scope: _Scope, flow: _Flow) -> tuple[list[Node], _Flow]:
+    def sequence(self, stmts: list[ast.Stmt], scope: _Scope, flow: _Flow,
+                 names: dict | None = None) -> tuple[list[Node], _Flow]:
+        """The nodes of a sequence and the flow after it. In a spec that uses `from` or
+        `output`, the values named in it are kept in `names` (a new dict when None) while it
+        is checked: what `from NAME` may refer to (Expander.named)."""
         items: list[Node] = []
-        for stmt in stmts:
-            for node_or_none, flow in self.statement(stmt, scope, flow):
-                if node_or_none is not None:
-                    items.append(node_or_none)
+        if self.dag:
+            self.scopes.append((names if names is not None else {}, items))
+        try:
+            for stmt in stmts:
+                for node_or_none, flow in self.statement(stmt, scope, flow):
+                    if node_or_none is not None:
+                        items.append(node_or_none)
+        finally:
+            if self.dag:
+                self.scopes.pop()
         return items, flow
 
     def statement(self, stmt: ast.Stmt, scope: _Scope, flow: _Flow):
         """Yields (node, flow after it) for each node the statement produces. A rule that
         would decide on a symbolic size other than by a requirement stops here (E414)."""
         try:
+            if self.dag and type(stmt) in (ast.Call, ast.Group) and stmt.name is not None:
+                for node, out in self._bounded_statement(stmt, scope, flow):
+                    names, items = self.scopes[-1]
+                    names[stmt.name] = _Named(node, out, items, len(items))
+                    yield node, out
+                return
             yield from self._bounded_statement(stmt, scope, flow)
         except symbolic.SymbolicBranch as err:
             self.error("E414", f"archgen cannot state the valid input sizes here: {err}",
@@ -118,6 +135,8 @@ class Expander:
             count = stmt.count.value if isinstance(stmt.count, ast.Num) else 0
             count = count if _is_int(count) and count > 0 else 0
             return min(count * self._min_size(stmt.body, depth + 1), MAX_EXPANDED + 1)
+        if isinstance(stmt, (ast.From, ast.Output)):
+            return 0
         if isinstance(stmt, ast.If):  # the smallest clause; an elif chain without recursion
             smallest = None
             while True:
@@ -147,6 +166,18 @@ class Expander:
             for chosen in self._chosen(stmt, scope):
                 for node, flow in self.statement(chosen, scope, flow):  # noqa: B020
                     yield node, flow
+        elif isinstance(stmt, ast.From):
+            self.error("E211", f"`from {stmt.name}` must be the first statement of a branch "
+                       f"of add:, concat: or mul:", stmt.span,
+                       notes=["a branch that starts `from NAME` reads NAME's output instead of "
+                              "the merge's input"],
+                       helps=["move it to the head of a branch: add:\n    branch:\n        "
+                              f"from {stmt.name}\n        ..."])
+            yield None, _Flow(None, flow.rf, f"from {stmt.name}")
+        elif isinstance(stmt, ast.Output):
+            self.error("E213", "`output` names the network's outputs: it is the last "
+                       "statement of the file, at the top level", stmt.span,
+                       helps=["move it to the end of the file, outside blocks and groups"])
         else:
             raise AssertionError(type(stmt))
 
@@ -221,6 +252,33 @@ class Expander:
                     if overrides is not None:
                         s.overrides = overrides
                 yield i, s
+
+    # -- named values: `from NAME`, `output NAME, ...` ----------------------------------------
+    def named(self, name: str, span: Span, what: str) -> _Named | None:
+        """The value `name` refers to: an earlier named layer, group or block instance of this
+        or an enclosing sequence of the same body (network or block definition). E212 when
+        there is none, saying where a name defined elsewhere is; None then."""
+        for names, _ in reversed(self.scopes):
+            if name in names:
+                return names[name]
+        visible = sorted({n for names, _ in self.scopes for n in names})
+        elsewhere = self.spec_names.get(name)
+        if elsewhere is not None:
+            where = "after this" if (elsewhere.line, elsewhere.column) > (
+                span.line, span.column) else "inside a branch, group or block that does not " \
+                "enclose this"
+            self.error("E212", f"{what} '{name}': no layer or group of that name comes before "
+                       f"it in this or an enclosing sequence", span,
+                       notes=[f"'{name}' is defined at line {elsewhere.line}, {where}"],
+                       helps=["refer to a value computed earlier on the way to this point "
+                              "(in a block, to the block's own names)"])
+        else:
+            hint = did_you_mean(name, visible)
+            self.error("E212", f"{what} '{name}': no layer or group is named so", span,
+                       helps=[hint or (f"the names defined before it are: {', '.join(visible)}"
+                                       if visible else "name the layer or group first: "
+                                                       "c3 = conv2d(...), or c3: as a group")])
+        return None
 
     def _names_copies(self, stmt: ast.Repeat) -> bool:
         """Whether `repeat N as NAME{k}` can name its copies: not when its one call already
@@ -400,7 +458,11 @@ class Expander:
                        f"{'s' * (len(missing) > 1)} {listed}", call.span,
                        helps=[f"it is defined at line {block.span.line} as "
                               f"{block.name}({', '.join(names)})"])
-        items, out = self.sequence(block.body, inner, flow)
+        outer, self.scopes = self.scopes, []  # `from` sees only the block's own names
+        try:
+            items, out = self.sequence(block.body, inner, flow)
+        finally:
+            self.scopes = outer
         seq = self._seq(items, flow, out, call.span, label=label, module=True, name=call.name,
                         block=block.name)
         seq.args = env  # what the PyTorch target passes to the block's class
@@ -417,3 +479,34 @@ def _copy_name(stmt: ast.Repeat, i: int) -> str:
     """The name of copy i of `repeat N as NAME{k}`: prefix, k + i, suffix."""
     prefix, first, suffix = stmt.names
     return f"{prefix}{first + i}{suffix}"
+
+
+@record
+class _Named:
+    """A named value of a sequence: its node (None after an error), the flow after it, and
+    the items of its sequence with its index there (what reads it next)."""
+
+    node: Node | None
+    flow: _Flow
+    items: list
+    index: int
+
+
+def spec_names(spec: ast.Spec) -> tuple[dict[str, Span], bool]:
+    """Every module name written in the spec (its first place), and whether the spec uses
+    `from` or `output` (only then does checking keep the named values)."""
+    found: dict[str, Span] = {}
+    dag = False
+    stack = [*spec.body, *(s for b in spec.blocks.values() for s in b.body)]
+    while stack:
+        stmt = stack.pop()
+        if isinstance(stmt, (ast.From, ast.Output)):
+            dag = True
+        elif isinstance(stmt, (ast.Call, ast.Group)) and stmt.name is not None:
+            span = stmt.name_span if isinstance(stmt, ast.Call) and stmt.name_span else stmt.span
+            if stmt.name not in found or (span.line, span.column) < (
+                    found[stmt.name].line, found[stmt.name].column):
+                found[stmt.name] = span
+        for attr in ("body", "branches", "orelse"):
+            stack.extend(getattr(stmt, attr, ()))
+    return found, dag

@@ -9,7 +9,7 @@ from typing import Any
 from .. import symbolic
 from .. import syntax as ast
 from ..diagnostics import Diagnostic, Span, did_you_mean
-from ..ir import Layer, Merge, Node, Seq
+from ..ir import Layer, Merge, Node, Seq, walk
 from ..layers import REGISTRY
 from ..layers.base import REQUIRED, RF, LayerError, LayerKind, Shape, check_inferred, coerce
 from ..naming import check_name
@@ -66,14 +66,27 @@ class Propagator:
         branches: list[Seq] = []
         spans: list[Span] = []
         for s in self._branch_stmts(stmt.branches, scope):
+            head = s.body[0] if isinstance(s, ast.Group) and s.body else s
+            start, source = flow, None
+            if isinstance(head, ast.From):  # the branch starts from an earlier named value
+                named = self.named(head.name, head.name_span, "from")
+                source = named and named.node
+                start = named.flow if source is not None else \
+                    _Flow(None, flow.rf, f"from {head.name}")
+                if source is not None:
+                    self._check_inplace_after(named, head)
             if isinstance(s, ast.Group):
                 self._check_group_name(s)
-                items, out = self.sequence(s.body, scope, flow)
-                seq = self._seq(items, flow, out, s.span, label=s.name or "branch",
+                body = s.body[1:] if isinstance(head, ast.From) else s.body
+                items, out = self.sequence(body, scope, start)
+                seq = self._seq(items, start, out, s.span, label=s.name or "branch",
                                 module=s.name is not None, name=s.name)
+            elif isinstance(s, ast.From):
+                seq = self._seq([], start, start, s.span, label="branch")
             else:
                 items, out = self.sequence([s], scope, flow)
                 seq = self._seq(items, flow, out, s.span, label="branch")
+            seq.source = source
             branches.append(seq)
             spans.append(s.span)
         if len(branches) < 2:  # one branch would merge a tensor with nothing: not a merge
@@ -81,7 +94,7 @@ class Propagator:
                        f"{'only one branch' if branches else 'no branches'}; it needs at "
                        f"least two", stmt.span,
                        helps=["add at least two branches; identity() is the shortcut branch"]
-                       if stmt.mode == "add" else
+                       if stmt.mode != "concat" else
                        ["add at least two branches, or drop the concat: around a single one"])
             return None, _Flow(None, flow.rf, stmt.mode)
         if any(b.out_shape is None for b in branches) or not flow.known:
@@ -101,6 +114,10 @@ class Propagator:
                            f"{list(shapes[0])}", spans[i], notes=produced,
                            helps=[_add_fix(shapes[0], shapes[i])])
                 return None, _Flow(None, flow.rf, "add")
+        elif stmt.mode == "mul":
+            out_shape = self._broadcast(shapes, spans, produced)
+            if out_shape is None:
+                return None, _Flow(None, flow.rf, "mul")
         else:
             ranks = {len(sh) for sh in shapes}
             bad = [i for i, sh in enumerate(shapes)
@@ -116,17 +133,94 @@ class Propagator:
             out_shape = (sum(sh[0] for sh in shapes), *shapes[0][1:])
         if len(branches) > 1:
             for branch in branches:
-                self._check_inplace_on_shared_input(branch, stmt.mode)
+                if branch.source is None:  # a `from` branch: _check_inplace_on_references
+                    self._check_inplace_on_shared_input(branch, stmt.mode)
         try:
             _within_element_limits(0, out_shape)
         except LayerError as err:
             self.error(err.code, f"{stmt.mode}: {err.message}", stmt.span, helps=err.helps)
             return None, _Flow(None, flow.rf, stmt.mode)
-        rf = _capped(RF.union([b.rf for b in branches]))
+        rf = _capped(_merged_field(branches, out_shape))
         node = Merge(stmt.span, flow.shape, out_shape, rf,
                      params=sum(b.params for b in branches), macs=sum(b.macs for b in branches),
                      mode=stmt.mode, branches=branches)
         return node, _Flow(out_shape, rf, f"{stmt.mode} at line {stmt.span.line}")
+
+    def _broadcast(self, shapes: list[Shape], spans: list[Span], produced: list[str]):
+        """The shape of the branches' elementwise product, broadcast as PyTorch does (each size
+        equal or 1; ranks equal, as the batch dimension leads every one); None after E416,
+        which points at the first branch that does not broadcast with those before it."""
+        out = shapes[0]
+        for i, sh in enumerate(shapes[1:], start=1):
+            joined = _broadcast_pair(out, sh)
+            if joined is None:
+                self.error("E416", f"mul multiplies elementwise with broadcasting, but branch "
+                           f"{i + 1} gives {list(sh)}, which does not broadcast with "
+                           f"{list(out)}" + (" (branch 1)" if i == 1 else
+                                             f" (branches 1 to {i})"), spans[i],
+                           notes=produced + ["two sizes broadcast when they are equal or one "
+                                             "of them is 1; the ranks must agree, since the "
+                                             "batch dimension leads each"],
+                           helps=[_mul_fix(out, sh)])
+                return None
+            out = joined
+        return out
+
+    def _check_inplace_after(self, named, stmt: ast.From) -> None:
+        """E410 for an in-place layer that already overwrote what `from NAME` reads: the first
+        layers after NAME in its sequence (identity, flatten and dropout pass it on)."""
+        for node in named.items[named.index + 1:]:
+            for layer in _leading_layers(node):
+                if layer.args.get("inplace"):
+                    self._inplace_on_named(layer, stmt.name, f"`from {stmt.name}` at line "
+                                           f"{stmt.span.line}")
+                    return
+                if layer.op not in _ALIASING:
+                    return
+            if not (isinstance(node, Layer) and node.op in _ALIASING):
+                return
+
+    def _inplace_on_named(self, layer: Layer, name: str, reader: str) -> None:
+        self.error("E410", f"{layer.op}(inplace=true) overwrites the output of '{name}', "
+                   f"which {reader} reads", layer.span,
+                   helps=["drop inplace=true here, or refer to a value that no in-place layer "
+                          "reads"])
+
+    def _check_inplace_on_references(self, net) -> None:
+        """E410 for an in-place layer reading a value that a `from` branch or an output also
+        reads, wherever it sits: at the head of a `from` branch, after an output's layer, or
+        inside the group that follows it. One walk, following each tensor through the layers
+        that pass it on (identity, flatten, dropout, and in-place layers themselves)."""
+        readers: dict[int, tuple[str, str]] = {}  # id(node) -> (its name, who reads it)
+        for node in walk(net.root):
+            if isinstance(node, Seq) and node.source is not None:
+                readers[id(node.source)] = (node.source.name, f"the `from` branch at line "
+                                            f"{node.span.line}")
+        for out in net.outputs:
+            readers.setdefault(id(out.node), (out.name, "the network's output"))
+        if not readers:
+            return
+        said = {d.span for d in self.diags if d.code == "E410"}
+
+        def visit(node, producers: list) -> list:
+            if isinstance(node, Layer):
+                if node.args.get("inplace") and node.span not in said:
+                    hit = next((readers[id(p)] for p in producers if id(p) in readers), None)
+                    if hit is not None:
+                        said.add(node.span)
+                        self._inplace_on_named(node, *hit)
+                same = node.op in _ALIASING or node.args.get("inplace")
+                return [*producers, node] if same else [node]
+            if isinstance(node, Seq):
+                cur = [node.source] if node.source is not None else producers
+                for item in node.items:
+                    cur = visit(item, cur)
+                return [*cur, node]
+            for branch in node.branches:
+                visit(branch, producers)
+            return [node]
+
+        visit(net.root, [])
 
     def _check_inplace_on_shared_input(self, branch: Seq, mode: str) -> None:
         """An in-place layer that reads the merge's input overwrites what the other branches
@@ -411,6 +505,51 @@ def _literal_key(e: ast.Expr, env: dict) -> tuple | None:
         items = [_literal_key(i, env) for i in e.items]
         return None if None in items else ("t", *items)
     return None
+
+
+def _broadcast_pair(a: Shape, b: Shape) -> Shape | None:
+    """PyTorch's broadcast of two shapes of one rank; a symbolic size meets 1 or an equal
+    size (a requirement), never another symbol by chance."""
+    if len(a) != len(b):
+        return None
+    out = []
+    for x, y in zip(a, b):
+        if isinstance(y, int) and y == 1:
+            out.append(x)
+        elif isinstance(x, int) and x == 1:
+            out.append(y)
+        elif isinstance(x, int) and isinstance(y, int):
+            if x != y:
+                return None
+            out.append(x)
+        elif symbolic.holds(x == y):
+            out.append(x)
+        else:
+            return None
+    return tuple(out)
+
+
+def _mul_fix(a: Shape, b: Shape) -> str:
+    if len(a) != len(b):
+        return (f"make the ranks agree: a gate over channels is [C, 1, 1] (adaptive_avgpool2d(1)"
+                f" keeps it a map), not {list(b) if len(b) < len(a) else list(a)}")
+    return "give every branch the same size, or 1, in each dimension"
+
+
+def _merged_field(branches: list[Seq], out_shape: Shape) -> RF:
+    """What a merge's output sees: the union of its branches' fields. A branch broadcast over
+    an axis (mul's [C, 1, 1] gate) adds what it saw but not its spacing: the jump between
+    neighbouring outputs along that axis comes from the branches of full size there."""
+    rf = RF.union([b.rf for b in branches])
+    spatial = out_shape[1:]
+    if symbolic.is_symbolic(out_shape) or not any(len(b.out_shape) == len(out_shape) and b.out_shape[1:] != spatial
+               for b in branches) or len(spatial) != len(rf.jump):
+        return rf
+    jump = []
+    for a in range(len(rf.jump)):
+        full = [b.rf.jump[a] for b in branches if b.out_shape[1 + a] == spatial[a]]
+        jump.append(max(full) if full else rf.jump[a])
+    return rf._replace(jump=tuple(jump))
 
 
 def _add_fix(a: Shape, b: Shape) -> str:

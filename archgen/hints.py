@@ -136,8 +136,10 @@ def keyword_typo(word: str, keywords) -> str | None:
             if low == k:
                 return k
             continue
-        d = edit_distance(low, k)
         limit = 2 if len(k) >= 6 and low[:2] == k[:2] else 1
+        if abs(len(low) - len(k)) > limit:  # the distance is at least that: skip the table
+            continue
+        d = edit_distance(low, k)
         if d <= limit and (best is None or d < best[0]):
             best = (d, k)
     return best[1] if best else None

@@ -2,7 +2,7 @@
 hand, figures go in the README's Benchmarks section).
 
     python bench/bench_check_process.py [--runs 15] [--install editable|installed|both]
-                                        [--importtime 5] [--markdown] [EXAMPLE ...]
+        [--source CHECKOUT ...] [--instructions] [--importtime 5] [--markdown] [EXAMPLE ...]
 
 Each round runs every command once, in a shuffled order (interleaved, so that a burst of load
 from elsewhere hits all commands alike); the figures are medians over --runs rounds of
@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -43,10 +44,16 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPATH")}
 
 
+# Every command runs in an empty folder: `python -c` puts the current directory first on
+# sys.path, and in the checkout that would import ./archgen instead of the install measured.
+NEUTRAL = tempfile.mkdtemp(prefix="archgen-bench-cwd-")
+
+
 def run_once(cmd: list[str], env: dict) -> tuple[float, float, int]:
     """(wall ms, CPU ms, exit status) of one child process."""
     t = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                            cwd=NEUTRAL)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = (time.perf_counter() - t) * 1e3
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -80,13 +87,20 @@ def editable_archgen() -> tuple[list[str], dict]:
     return [sys.executable, str(script)], dict(ENV)
 
 
+def instructions(cmd: list[str], env: dict) -> int:
+    """Instructions the command executes (valgrind --tool=callgrind's `I refs`)."""
+    out = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *cmd],
+                         check=False, env=env, capture_output=True, text=True, cwd=NEUTRAL).stderr
+    return int(re.search(r"refs:\s+([\d,]+)", out).group(1).replace(",", ""))
+
+
 def importtime(cmd: list[str], env: dict, runs: int, top: int = 25) -> list[tuple[str, float, float]]:
     """(module, median self us, median cumulative us) of the `top` modules by self time."""
     selfs: dict[str, list[int]] = {}
     cums: dict[str, list[int]] = {}
     for _ in range(runs):
-        out = subprocess.run(cmd, env=env,
-                             capture_output=True, text=True).stderr
+        out = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True,
+                             cwd=NEUTRAL).stderr
         for line in out.splitlines():
             if not line.startswith("import time:") or "self [us]" in line:
                 continue
@@ -110,6 +124,9 @@ def main() -> None:
                     help="checkout to install for `installed` (default: this one, as it is); "
                          "repeat it to compare checkouts in the same interleaved rounds")
     ap.add_argument("--markdown", action="store_true", help="print a README table too")
+    ap.add_argument("--instructions", action="store_true",
+                    help="also count each command's instructions once under valgrind's "
+                         "callgrind: a figure that does not depend on the machine's load")
     args = ap.parse_args()
     names = args.examples or sorted(p.stem for p in (ROOT / "examples").glob("*.cnn"))
     targets = []
@@ -161,11 +178,19 @@ def main() -> None:
         print(f"  {label:<44} {w:7.1f}ms {c:7.1f}ms {c - floor(label):10.1f}ms {max(wall[label]):7.1f}ms")
     if failed:
         print("non-zero exits: " + ", ".join(sorted(failed)))
+    refs = {}
+    if args.instructions:
+        print("\ninstructions (callgrind, user space, one run each)")
+        for label, cmd, env in commands:
+            refs[label] = instructions(cmd, env)
+            print(f"  {label:<44} {refs[label] / 1e6:8.1f} M")
     if args.markdown:
-        print("\n| command | wall | CPU (user + system) |\n| --- | ---: | ---: |")
+        print("\n| command | wall | CPU (user + system) |" + (" instructions |" if refs else "")
+              + "\n| --- | ---: | ---: |" + (" ---: |" if refs else ""))
         for label, _, _ in commands:
             print(f"| {label} | {statistics.median(wall[label]):.0f} ms | "
-                  f"{statistics.median(cpu[label]):.0f} ms |")
+                  f"{statistics.median(cpu[label]):.0f} ms |"
+                  + (f" {refs[label] / 1e6:.0f} M |" if refs else ""))
     if args.importtime:
         label, cmd, env = targets[0]
         biggest = max(names, key=lambda n: (ROOT / "examples" / f"{n}.cnn").stat().st_size)

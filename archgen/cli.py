@@ -363,10 +363,13 @@ def check(specs: tuple[str, ...], fmt: str, strict: bool | None,
         else:
             net = arch.network
             shape = lambda s: "[" + ", ".join(map(str, s)) + "]"  # noqa: E731
+            outputs = lambda n: ", ".join(  # noqa: E731  (`output NAME, ...`: each, named)
+                f"{name} {shape(s)}" for name, s in n.output_shapes) if n.outputs \
+                else shape(n.output_shape)
             extra_text = (f" ({len(warnings)} warning{'s' * (len(warnings) != 1)})"
                           if warnings else "")
             click.echo(f"{arch.file}: ok{extra_text}: {net.name} {shape(net.input_shape)} -> "
-                       f"{shape(net.output_shape)}, {_count(net.total_params)} params, "
+                       f"{outputs(net)}, {_count(net.total_params)} params, "
                        f"{_count(net.total_macs, 1e6)} MACs")
             if net.constraints:
                 click.echo("  valid for " + " and ".join(

@@ -130,7 +130,10 @@ def network_json(net: Network, file: str, *, batch: int = 1, dtype: str = "float
         "diagnostics": [d.to_json() for d in net.diagnostics],
     }
     if ok:
-        doc["output_shape"] = _size(tuple(net.output_shape))
+        doc["output_shape"] = _size(tuple(net.output_shape))  # the first output's
+        if net.outputs:  # `output NAME, ...`: each, in order
+            doc["outputs"] = [{"name": name, "shape": _size(tuple(shape))}
+                              for name, shape in net.output_shapes]
         doc["total_params"] = _size(net.total_params)
         doc["total_macs"] = _size(net.total_macs)
         if net.constraints:  # n is valid iff min <= n (<= max) and n % modulus in residues

@@ -148,7 +148,11 @@ def summary_lines(net: Network, *, collapse: bool = False, batch: int = 1,
     yield rule
     yield f"Total params: {net.total_params:,}"
     yield f"Total MACs: {net.total_macs:,} ({_fixed2(net.total_macs, 10**6)} M at batch 1)"
-    yield f"Output shape: [N, {', '.join(map(str, net.output_shape))}]"
+    if net.outputs:  # `output NAME, ...`: each, in order
+        yield "Outputs: " + ", ".join(f"{name} [N, {', '.join(map(str, shape))}]"
+                                      for name, shape in net.output_shapes)
+    else:
+        yield f"Output shape: [N, {', '.join(map(str, net.output_shape))}]"
     yield f"Parameter memory: {_size(net.total_params * 4)} MiB (float32)"
     yield from _memory_lines(net, batch, dtype)
     for layer in net.layers():

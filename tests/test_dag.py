@@ -355,3 +355,21 @@ def test_memory_saved_for_backward_is_autograd_s(text):
     x = torch.randn(3, *net.input_shape)
     assert estimate(net, batch=3, device="cpu").saved_for_backward_bytes == \
         _saved_bytes(model, x)
+
+
+def test_check_summary_and_json_list_the_outputs():
+    import json
+
+    from click.testing import CliRunner
+
+    from archgen.cli import main
+    runner = CliRunner()
+    text = runner.invoke(main, ["check", str(FPN_FILE)]).output
+    assert "-> p2 [64, 16, 16], p3 [64, 8, 8], p4 [64, 4, 4], p5 [64, 2, 2]," in text
+    table = runner.invoke(main, ["summary", str(FPN_FILE)]).output
+    assert "Outputs: p2 [N, 64, 16, 16], p3 [N, 64, 8, 8], p4 [N, 64, 4, 4], " \
+        "p5 [N, 64, 2, 2]" in table
+    doc = json.loads(runner.invoke(main, ["check", "--format", "json", str(FPN_FILE)]).output)
+    doc = doc[0] if isinstance(doc, list) else doc
+    assert [o["name"] for o in doc["outputs"]] == ["p2", "p3", "p4", "p5"]
+    assert doc["output_shape"] == doc["outputs"][0]["shape"] == [64, 16, 16]

@@ -36,7 +36,6 @@ from .expand import Expander, spec_names
 from .propagate import Propagator
 from .solve import Solver
 
-
 _DAG_WORDS = re.compile(r"\b(from|output)\b")
 
 

@@ -14,7 +14,8 @@ just after, and dumps the counters under a label. It prints the instructions (Ir
 forward, generated / reference, and the functions whose counts differ most (from
 callgrind_annotate), which shows whether a difference lies in the Python interpreter (module
 calls), in PyTorch's dispatch, or in the kernels. One thread; perf's hardware counters are not
-available in this VM, hence valgrind.
+available in this VM, hence valgrind. Slow: ResNet-18 at batch 1 (two warm-ups, two counted
+forwards) took 13 minutes on a loaded 2-core machine, and ResNet-34 did not finish in 40.
 """
 
 from __future__ import annotations

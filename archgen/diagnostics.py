@@ -127,6 +127,8 @@ def did_you_mean(word: str, choices, *, what: str = "") -> str | None:
     "did you mean 'maxpool2d'?"
     >>> did_you_mean("Relu", ["elu", "relu"])
     "did you mean 'relu'?"
+    >>> did_you_mean("maxpool", ["maxpool1d", "maxpool2d", "maxpool3d"])
+    "did you mean 'maxpool2d'?"
     """
     shown = choices if isinstance(choices, dict) else {c: c for c in choices}
     lower: dict[str, str] = {}
@@ -139,8 +141,12 @@ def did_you_mean(word: str, choices, *, what: str = "") -> str | None:
         fits = [c for c in lower if 0.6 * (len(key) + len(c)) <= 2 * min(len(key), len(c))]
         import difflib  # here, not above: a clean check never asks (its import costs start-up)
 
-        close = fits and difflib.get_close_matches(key, fits, n=1, cutoff=0.6)
+        close = fits and difflib.get_close_matches(key, fits, n=3, cutoff=0.6)
         if not close:
             return None
-        key = close[0]
+        # among equally close names, a map's kind (maxpool -> maxpool2d, not maxpool3d)
+        def score(c: str) -> float:
+            return difflib.SequenceMatcher(None, c, key).ratio()
+        best = [c for c in close if score(c) == score(close[0])]
+        key = next((c for c in best if c.endswith("2d")), close[0])
     return f"did you mean {what}'{lower[key]}'?"

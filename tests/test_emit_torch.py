@@ -788,9 +788,17 @@ def test_one_class_per_block_definition_like_torchvision():
 
 
 def test_a_repeat_whose_sizes_grow_is_one_loop():
+    # densenet121.cnn names its copies as torchvision does (repeat 6 as denselayer{1}), which
+    # must stay attributes of those names; the same repeat unnamed is one loop
+    text = (ROOT / "examples" / "densenet121.cnn").read_text(encoding="utf-8")
+    assert " as denselayer{1}" in text
+    unnamed = render_torch(_net(text.replace(" as denselayer{1}", "")))
+    assert "*[DenseLayer(64 + i * 32) for i in range(6)]," in unnamed
+    assert "*[DenseLayer(512 + i * 32) for i in range(16)]," in unnamed
     source = render_torch(archgen.load(ROOT / "examples" / "densenet121.cnn").network)
-    assert "*[DenseLayer(64 + i * 32) for i in range(6)]," in source
-    assert "*[DenseLayer(512 + i * 32) for i in range(16)]," in source
+    assert "for i in range(" not in source
+    for i in range(6):
+        assert f"self.denselayer{i + 1} = DenseLayer({64 + i * 32})" in source
     assert "self.conv1 = nn.Conv2d(in_channels, bn_size * growth, kernel_size=1, bias=False)" \
         in source
     assert "if out is None:\n            out = in_channels // 2" in source  # a computed default
@@ -824,10 +832,11 @@ def test_generated_class_names_avoid_every_taken_name():
 
 def test_a_shared_class_marks_the_dimensions_its_instances_disagree_on():
     source = render_torch(archgen.load(ROOT / "examples" / "densenet121.cnn").network)
-    assert "self.norm2 = nn.BatchNorm2d(bn_size * growth)  # -> [N, 128, ?, ?]  (line 14)" \
+    assert "self.norm2 = nn.BatchNorm2d(bn_size * growth)  # -> [N, 128, ?, ?]  (line 16)" \
         in source
-    assert "x = torch.cat([x1, x2], dim=1)  # -> [N, in_channels + growth, ?, ?]  (line 8)" \
+    assert "x = torch.cat([x1, x2], dim=1)  # -> [N, in_channels + growth, ?, ?]  (line 10)" \
         in source
+    assert source.count("class DenseLayer(") == 1  # one class for all 58 named copies
 
 
 @pytest.mark.parametrize("file", ['we"ird\\ dir/\u00f1\a\t.cnn', 'a"""b.cnn', "end\\"])

@@ -129,12 +129,16 @@ def shape_text(copies: list[Node]) -> str:
 
 def _form(node: Node) -> tuple:
     """Equal for blocks that read the same apart from sizes (the copies of a `repeat`). A name
-    given in the spec counts: `a = blk()` and `b = blk()` are drawn apart."""
+    given in the spec counts: `a = blk()` and `b = blk()` are drawn apart. The copies of
+    `repeat N as denselayer{1}` have names of their own but one place in the spec: a named
+    block instance is known by where it is written, not by its name."""
     if isinstance(node, Layer):
         return ("layer", node.name, call_text(node))
     if isinstance(node, Merge):
         return ("merge", node.mode, tuple(_form(b) for b in node.branches))
-    return ("seq", node.name, node.label, node.block, node.module,
+    name = (node.span.file, node.span.line, node.span.column) if node.name and node.block \
+        else node.name
+    return ("seq", name, node.label, node.block, node.module,
             tuple(_form(c) for c in node.items))
 
 

@@ -257,6 +257,9 @@ class _Svg:
         self.size: dict[int, tuple[float, float]] = {}
         self.out: list[str] = []
         self.drawn: dict[int, tuple] = {}  # id(node) -> the shape drawn, where it differs
+        self.outs: dict[int, tuple[float, float]] = {}  # id(node) -> its output point, drawn
+        self.gutter = 0.0  # x of the left gutter the `from` edges run down (set by render_svg)
+        self.refs = 0  # `from` edges drawn so far (each gets a lane of its own)
 
     def dims(self, node: Node) -> tuple:
         """The shape a glyph is drawn at: symbolic sizes at the sample network's sizes."""
@@ -312,10 +315,10 @@ class _Svg:
         return max(_text_w(t) for t in lines) + 2 * PAD, len(lines) * LINE_H + 2 * PAD - 2
 
     # -- placing -----------------------------------------------------------------------------
-    def line(self, points, arrow: bool) -> None:
+    def line(self, points, arrow: bool, cls: str = "edge", data: str = "") -> None:
         pts = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
         marker = ' marker-end="url(#arrow)"' if arrow else ""
-        self.out.append(f'<polyline class="edge" points="{pts}"{marker}/>')
+        self.out.append(f'<polyline class="{cls}" points="{pts}"{marker}{data}/>')
 
     def text(self, x: float, y: float, text: str, cls: str, anchor: str = "middle") -> None:
         self.out.append(f'<text x="{x:.1f}" y="{y:.1f}" class="{cls}" '
@@ -328,6 +331,9 @@ class _Svg:
             self.place_join(item, left, top)
         else:
             self.place_group(item, left, top)
+        w, h = self.measure(item)
+        for c in item.copies:  # where a `from` or an `output` reads it
+            self.outs[id(c)] = (left + w / 2, top + h)
 
     def place_box(self, box: Box, left: float, top: float) -> None:
         w, h = self.measure(box)
@@ -408,8 +414,20 @@ class _Svg:
         for branch, (bw, bh) in zip(join.branches, sizes):
             bx = x + bw / 2
             first = branch.items[0] if branch.items else None
-            self.line([(cx, top), (cx, fork_y), (bx, fork_y), (bx, top + FORK)],
-                      first is not None and not isinstance(first, Join))
+            arrow = first is not None and not isinstance(first, Join)
+            source = branch.copies[0].source
+            if source is not None and id(source) in self.outs:
+                # `from NAME`: the branch starts at the named node's output, reached down the
+                # left gutter (a lane per edge), not at the merge's input
+                sx, sy = self.outs[id(source)]
+                lane = self.gutter - 8 * self.refs
+                self.refs += 1
+                ty = top + FORK * 0.75
+                self.line([(sx, sy), (sx, sy + V_GAP / 2), (lane, sy + V_GAP / 2), (lane, ty),
+                           (bx, ty), (bx, top + FORK)], arrow, "edge ref",
+                          f' data-from="{xml_text(source.path or source.name or "")}"')
+            else:
+                self.line([(cx, top), (cx, fork_y), (bx, fork_y), (bx, top + FORK)], arrow)
             self.place(branch, x, top + FORK)
             self.line([(bx, top + FORK + bh), (bx, join_y), (cx, join_y), (cx, bottom + FORK)],
                       True)
@@ -430,7 +448,7 @@ _STYLE = (
     ".title{font-size:15px;font-weight:bold}.sub{fill:#475569}"
     ".glabel{font-weight:bold;fill:#475569}"
     ".group rect{fill:#64748b;fill-opacity:0.04;stroke:#64748b;stroke-dasharray:5 3}"
-    ".edge{fill:none;stroke:#475569;stroke-width:1.2}"
+    ".edge{fill:none;stroke:#475569;stroke-width:1.2}.edge.ref{stroke-dasharray:4 3}"
 )
 
 
@@ -449,8 +467,17 @@ def render_svg(net: Network, *, expand: bool = False, to_scale: bool = False) ->
         return _text_w(text) + 2 * PAD
 
     inp = f"input {_shape(net.input_shape)}"
-    outp = f"output {_shape(net.output_shape)}"
-    title = f"{net.name}: {_shape(net.input_shape)} -> {_shape(net.output_shape)}"
+    # `output NAME, ...`: the one that ends the network at the bottom, the others beside the
+    # nodes that compute them; no names: the last value, at the bottom
+    last = net.root.items[-1] if net.root.items else None
+    bottom = [o for o in net.outputs if o.node is last][:1]
+    side = [o for o in net.outputs if o not in bottom]
+    outp = (f"output {bottom[0].name} {_shape(bottom[0].node.out_shape)}" if bottom else
+            None if net.outputs else f"output {_shape(net.output_shape)}")
+    side_texts = [f"output {o.name} {_shape(o.node.out_shape)}" for o in side]
+    outs = (", ".join(f"{o.name} {_shape(o.node.out_shape)}" for o in net.outputs)
+            if net.outputs else _shape(net.output_shape))
+    title = f"{net.name}: {_shape(net.input_shape)} -> {outs}"
     macs = (f"{net.total_macs / 1e6:,.1f} M MACs" if net.sample is None else
             f"{geo.total_macs / 1e6:,.1f} M MACs at {_shape(geo.input_shape)}")
     sub = (f"{net.total_params:,} parameters, {macs}"
@@ -459,9 +486,12 @@ def render_svg(net: Network, *, expand: bool = False, to_scale: bool = False) ->
     fams = families(tree)
     legend_w = sum(_text_w(f) + 26 for f in fams)
     margin = 16
-    width = max(tw, io_w(inp), io_w(outp), _text_w(title, 9.2), _text_w(sub), legend_w) \
-        + 2 * margin
+    n_refs = sum(1 for n in walk(net.root) if isinstance(n, Seq) and n.source is not None)
+    beside = max(max((io_w(t) for t in side_texts), default=0) + 16, 10 + 8 * n_refs)
+    width = max(tw + 2 * beside, io_w(inp), io_w(outp or ""), _text_w(title, 9.2),
+                _text_w(sub), legend_w) + 2 * margin
     cx = width / 2
+    svg.gutter = cx - tw / 2 - 10
     box_h = LINE_H + 2 * PAD - 2
 
     y = margin + 14
@@ -490,10 +520,24 @@ def render_svg(net: Network, *, expand: bool = False, to_scale: bool = False) ->
     first = tree.items[0] if tree.items else None
     svg.line([(cx, y - V_GAP), (cx, y)], not isinstance(first, Join))
     svg.place(tree, cx - tw / 2, y)
+    for o, text in zip(side, side_texts):
+        ox, oy = svg.outs[id(o.node)]
+        w, left = io_w(text), cx + tw / 2 + 16
+        svg.line([(ox, oy), (ox, oy + V_GAP / 2), (left, oy + V_GAP / 2)], True, "edge out",
+                 f' data-output="{xml_text(o.name)}"')
+        svg.out.append(f'<g class="output"><rect x="{left:.1f}" y="{oy + V_GAP / 2 - box_h / 2:.1f}" '
+                       f'width="{w:.1f}" height="{box_h:.1f}" rx="{box_h / 2:.1f}" '
+                       f'fill="#f1f5f9" stroke="#0f172a"/>')
+        svg.text(left + w / 2, oy + V_GAP / 2 - box_h / 2 + PAD + LINE_H - 3, text, "head")
+        svg.out.append("</g>")
     y += th + V_GAP
-    svg.line([(cx, y - V_GAP), (cx, y)], True)
-    io_box(outp, y)
-    height = y + box_h + margin
+    if outp is not None:
+        svg.line([(cx, y - V_GAP), (cx, y)], True)
+        io_box(outp, y)
+        y += box_h
+    else:
+        y -= V_GAP
+    height = y + margin
 
     head = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
             f'viewBox="0 0 {width:.0f} {height:.0f}" role="img">'
@@ -514,12 +558,19 @@ class _Graph:
     def __init__(self):
         self.edges: list[tuple[str, str]] = []
         self.count = 0
+        self.exits: dict[int, list[str]] = {}  # id(IR node) -> the ids its output leaves by
+
+    def walk(self, item, preds: list[str]) -> tuple[list, list[str]]:
+        contents, exits = self._walk(item, preds)
+        for c in item.copies:  # where a `from` or an `output` reads it
+            self.exits[id(c)] = exits
+        return contents, exits
 
     def new_id(self, prefix: str) -> str:
         self.count += 1
         return f"{prefix}{self.count}"
 
-    def walk(self, item, preds: list[str]) -> tuple[list, list[str]]:
+    def _walk(self, item, preds: list[str]) -> tuple[list, list[str]]:
         """(cluster contents, exit node ids). Contents: ("node", id, lines, family) and
         ("cluster", id, label, contents)."""
         if isinstance(item, Box):
@@ -529,7 +580,8 @@ class _Graph:
         if isinstance(item, Join):
             contents, exits = [], []
             for b in item.branches:
-                c, e = self.walk(b, preds)
+                source = b.copies[0].source  # `from NAME`: starts at that node's output
+                c, e = self.walk(b, self.exits.get(id(source), preds) if source else preds)
                 contents += c
                 exits += e
             mid = self.new_id("m")
@@ -550,9 +602,16 @@ def _graph(net: Network, expand: bool) -> tuple[list, list[tuple[str, str]]]:
     g = _Graph()
     inp = ("node", "input", ["input", _shape(net.input_shape)], "io")
     body, exits = g.walk(build_tree(net, expand=expand), ["input"])
-    outp = ("node", "output", ["output", _shape(net.output_shape)], "io")
-    g.edges += [(p, "output") for p in exits]
-    return [inp, *body, outp], g.edges
+    if not net.outputs:
+        outp = ("node", "output", ["output", _shape(net.output_shape)], "io")
+        g.edges += [(p, "output") for p in exits]
+        return [inp, *body, outp], g.edges
+    outs = []  # `output NAME, ...`: one node per named output, from the node computing it
+    for i, o in enumerate(net.outputs):
+        oid = f"output{i + 1}"
+        outs.append(("node", oid, [f"output {o.name}", _shape(o.node.out_shape)], "io"))
+        g.edges += [(p, oid) for p in g.exits.get(id(o.node), exits)]
+    return [inp, *body, *outs], g.edges
 
 
 def render_dot(net: Network, *, expand: bool = False) -> str:

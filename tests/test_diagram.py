@@ -230,6 +230,83 @@ def test_dot_and_mermaid_edges_follow_the_structure():
         assert len(re.findall(rf"--> {m}$", mermaid, re.MULTILINE)) == 2
 
 
+def _group_rect(svg: str, label: str):
+    """The outline of the group labelled `label` in an SVG diagram: (x, y, width, height)."""
+    for g in ET.fromstring(svg).iter(f"{SVG}g"):
+        if g.get("class") == "group" and "".join(g.find(f"{SVG}text").itertext()) == label:
+            r = g.find(f"{SVG}rect")
+            return tuple(float(r.get(k)) for k in ("x", "y", "width", "height"))
+    raise AssertionError(f"no group {label!r}")
+
+
+def _mermaid_nodes(mermaid: str, subgraph: str) -> list[str]:
+    """The node ids inside the Mermaid subgraph labelled `subgraph`, in order."""
+    lines = mermaid.splitlines()
+    start = next(i for i, t in enumerate(lines) if t.strip().endswith(f'["{subgraph}"]')
+                 and t.strip().startswith("subgraph "))
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    ids = []
+    for t in lines[start + 1:]:
+        if t.strip() == "end" and len(t) - len(t.lstrip()) == indent:
+            break
+        m = re.match(r"\s*(\w+)\[", t)
+        if m and not t.strip().startswith("subgraph"):
+            ids.append(m.group(1))
+    return ids
+
+
+def test_a_from_branch_starts_at_the_named_node():
+    """FPN's `p4: add: upsample(...); branch: from c4; lateral = conv2d(64, 1)`: the lateral
+    branch reads c4's output, not the merge's input (p5). SVG: an edge from the bottom of the
+    c4 outline to the top of the branch; Mermaid/DOT: an edge from c4's last node into the
+    lateral conv, and none from p5."""
+    n = net("fpn")
+    svg = render_svg(n)
+    x, y, w, h = _group_rect(svg, "c4")
+    refs = {e.get("data-from"): e.get("points").split()
+            for e in ET.fromstring(svg).iter(f"{SVG}polyline") if e.get("data-from")}
+    assert set(refs) == {"c2", "c3", "c4"}
+    sx, sy = map(float, refs["c4"][0].split(","))
+    assert abs(sx - (x + w / 2)) < 0.2 and abs(sy - (y + h)) < 0.2
+    px, py, pw, ph = _group_rect(svg, "p4")
+    ex, ey = map(float, refs["c4"][-1].split(","))
+    assert px < ex < px + pw and py < ey < py + ph  # it ends inside p4, at the branch's top
+
+    mermaid = render_mermaid(n)
+    c4_exit = _mermaid_nodes(mermaid, "c4")[-1]
+    lateral = next(i for i in _mermaid_nodes(mermaid, "p4")
+                   if re.search(rf'^\s*{i}\["lateral: conv2d', mermaid, re.MULTILINE))
+    p5 = re.search(r'^\s*(\w+)\["p5: conv2d', mermaid, re.MULTILINE).group(1)
+    into = re.findall(rf"^\s*(\w+) --> {lateral}$", mermaid, re.MULTILINE)
+    assert into == [c4_exit] and p5 not in into
+    assert f"  {c4_exit} -> {lateral};" in render_dot(n).splitlines()
+
+
+def test_every_named_output_is_shown():
+    """`output p2, p3, p4, p5`: an output node per name with its shape, fed by the node that
+    computes it (p2 ends the network; the others leave from the middle)."""
+    n = net("fpn")
+    shapes = {o.name: "[" + ", ".join(map(str, o.node.out_shape)) + "]" for o in n.outputs}
+    assert list(shapes) == ["p2", "p3", "p4", "p5"]
+    svg = render_svg(n)
+    texts = ["".join(t.itertext()) for t in ET.fromstring(svg).iter(f"{SVG}text")]
+    for name, shape in shapes.items():
+        assert f"output {name} {shape}" in texts
+    outs = {e.get("data-output"): e.get("points").split()
+            for e in ET.fromstring(svg).iter(f"{SVG}polyline") if e.get("data-output")}
+    assert set(outs) == {"p3", "p4", "p5"}
+    x, y, w, h = _group_rect(svg, "p3")
+    assert outs["p3"][0] == f"{x + w / 2:.1f},{y + h:.1f}"
+    mermaid = render_mermaid(n)
+    p3_exit = _mermaid_nodes(mermaid, "p3")[-1]
+    p5 = re.search(r'^\s*(\w+)\["p5: conv2d', mermaid, re.MULTILINE).group(1)
+    for i, (name, shape) in enumerate(shapes.items(), 1):
+        assert f'output{i}["output {name}<br/>{shape}"]' in mermaid
+    assert f"  {p3_exit} --> output2" in mermaid.splitlines()
+    assert f"  {p5} --> output4" in mermaid.splitlines()
+    assert "output [" not in mermaid  # no unnamed output besides the named ones
+
+
 def run(*args):
     return CliRunner().invoke(main, list(args))
 

@@ -90,7 +90,10 @@ def render_report(net: Network, *, source: str, diagnostics: list[Diagnostic],
         name=net.name,
         file=net.file,
         input_shape="[" + ", ".join(map(str, net.input_shape)) + "]",
-        output_shape="[" + ", ".join(map(str, net.output_shape)) + "]",
+        # `output NAME, ...`: every named output with its shape, not only the first's
+        output_shape=(", ".join(f"{o.name} [{', '.join(map(str, o.node.out_shape))}]"
+                                for o in net.outputs) if net.outputs else
+                      "[" + ", ".join(map(str, net.output_shape)) + "]"),
         params=f"{net.total_params:,}",
         memory=_bytes(net.total_params * 4),
         macs=f"{net.total_macs:,}",

@@ -64,6 +64,16 @@ def test_report_fetches_nothing(spec):
                          html.replace('xmlns="http://www.w3.org/2000/svg"', ""))
 
 
+def test_report_header_lists_every_named_output():
+    """`output p2, p3, p4, p5` (examples/fpn.cnn): the header names each output with its shape,
+    and the diagram draws an output node for each."""
+    html = page(str(ROOT / "examples" / "fpn.cnn"))
+    outs = "p2 [64, 16, 16], p3 [64, 8, 8], p4 [64, 4, 4], p5 [64, 2, 2]"
+    assert f"<b>[3, 64, 64] &rarr; {outs}</b>" in html
+    for name in ("p3", "p4", "p5"):
+        assert f'data-output="{name}"' in html
+
+
 def test_hostile_names_are_escaped_in_the_page():
     n = hostile_network()
     html = render_report(n, source="", diagnostics=[])

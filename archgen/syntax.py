@@ -797,8 +797,10 @@ class Parser:
 
     def _call(self, lp: _LineParser, first: Tok, line: Line) -> Call:
         name = name_span = None
-        if first.kind == "name" and lp.peek(1).kind == "op" and lp.peek(1).text == "=":
-            name, name_span = first.text, first.span(self.file)
+        if first.kind in ("name", "str") and lp.peek(1).kind == "op" and lp.peek(1).text == "=":
+            # "block" = body(...): a quoted name, as a quoted group header "block": takes one
+            name = first.text if first.kind == "name" else first.text[1:-1]
+            name_span = first.span(self.file)
             lp.next()
             lp.next()
         start = lp.peek()

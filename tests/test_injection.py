@@ -112,6 +112,8 @@ CHANNELS = {
     "comment": _HEAD + "relu()  # {R}\n# {R}\n",
     "layer_name": _HEAD + "{R} = relu()\n",
     "group_name": _HEAD + "{R}:\n    relu()\n",
+    "quoted_layer_name": _HEAD + "{S} = relu()\n",
+    "quoted_group_name": _HEAD + "{S}:\n    relu()\n",
     "block_name": _HEAD + "block {R}():\n    relu()\n{R}()\n",
     "network_name": "network {R}\ninput [3, 8, 8]\nrelu()\n",
     "dashed_layer_name": _HEAD + "a-{R} = relu()\n",

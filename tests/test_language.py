@@ -164,6 +164,33 @@ def test_group_block_and_builtin_names_are_checked():
     assert codes("network super\ninput [3, 8, 8]\nrelu()\n")[0][0] == "E204"
 
 
+def test_a_quoted_name_on_a_named_call_is_a_module_name_like_a_quoted_group_header():
+    """torchvision's MBConv keeps its layers in a submodule named block, a keyword here:
+    "block" = body(...) names the instance as "block": names a group (it was E100)."""
+    from archgen.emit_torch import load_module
+    body = "block body(out):\n    conv2d(out, 3, padding=1)\n    relu()\n"
+    called = net("input [3, 8, 8]\n" + body + '"block" = body(4)\n\'repeat\' = conv2d(4, 1)\n')
+    grouped = net('input [3, 8, 8]\n"block":\n    conv2d(4, 3, padding=1)\n    relu()\n'
+                  '"repeat":\n    conv2d(4, 1)\n')
+    keys = list(load_module(called).state_dict())
+    assert keys == ["block.0.weight", "block.0.bias", "repeat.weight", "repeat.bias"]
+    grouped_keys = list(load_module(grouped).state_dict())
+    assert [k.replace("repeat.", "repeat.0.") for k in keys] == grouped_keys
+    assert [layer.path for layer in called.layers()] == ["block.0", "block.1", "repeat"]
+    # the same name rules as a quoted group header (E204), located at the quoted name
+    for bad in ("class", "a b", "__dict__", "forward"):
+        as_call = codes(f'input [3, 8, 8]\n"{bad}" = relu()\n')
+        as_group = codes(f'input [3, 8, 8]\n"{bad}":\n    relu()\n')
+        assert as_call == [("E204", 2, 1)] and as_group == [("E204", 2, 1)], (bad, as_call)
+    assert codes('input [3, 8, 8]\n"" = relu()\n') == [("E204", 2, 1)]
+    assert codes('input [3, 8, 8]\n"a-b" = relu()\n') == []  # dashed, as torchvision's block1-0
+    assert codes('input [3, 8, 8]\n"block" relu()\n')[0][0] == "E100"  # no '=': still refused
+    # archgen fmt keeps the quotes (and its own check: the same checked network)
+    from archgen.fmt import format_source
+    spec = "input [3, 8, 8]\n" + body + '"block"  =  body( 4 )\n'
+    assert '\n"block" = body(4)\n' in format_source(spec, "t.cnn")
+
+
 def test_inplace_layer_on_a_shared_branch_input_is_refused():
     spec = "input [4, 8, 8]\nadd:\n    branch:\n        identity()\n        relu(inplace=true)\n    identity()\n"
     assert codes(spec) == [("E410", 5, 9)]

@@ -639,7 +639,8 @@ def test_module_runs_with_the_checked_shapes_and_counts(key):
     batch = 1 if key.startswith("example/") else 2
     with torch.no_grad():
         y = model(torch.randn(batch, *net.input_shape))
-    assert tuple(y.shape) == (batch, *net.output_shape)
+    ys = y if isinstance(y, tuple) else (y,)  # output A, B: a tuple in the order written
+    assert [tuple(o.shape) for o in ys] == [(batch, *s) for _, s in net.output_shapes]
     wrong = [(n.path, seen.get(n.path), (batch, *n.out_shape)) for n in nodes
              if seen.get(n.path) != (batch, *n.out_shape)]
     assert not wrong, wrong

@@ -769,6 +769,26 @@ def test_deliberate_rejection(code, case):
     assert code in [d.code for d in archgen.parse(case.spec).check() if d.is_error]
 
 
+# linear on a map was a deliberate E405 until linear acted, as nn.Linear does, on the last
+# dimension of any input: these two cases now agree with PyTorch (shape, parameters, MACs)
+LINEAR_ON_A_MAP = [
+    (one((3, 4, 4), "linear", out_features=5), (3, 4, 5), []),
+    (one((2, 1, 1), "linear", out_features=5), (2, 1, 5), ["W507"]),  # size 1: a missing flatten?
+]
+
+
+@pytest.mark.parametrize("case,shape,warnings", LINEAR_ON_A_MAP,
+                         ids=[c.layers[0].line() for c, _, _ in LINEAR_ON_A_MAP])
+def test_linear_on_a_map_is_pytorchs_last_dimension(case, shape, warnings):
+    outs, params, flops = torch_run(case)
+    assert outs[-1] == shape
+    assert run_layer_test(case) == "accepted"  # archgen's shape and counts equal these
+    net = archgen.parse(case.spec).network
+    assert (net.output_shape, net.total_params, net.total_macs) == \
+        (shape, sum(params), sum(flops) // 2)
+    assert [d.code for d in archgen.parse(case.spec).check()] == warnings
+
+
 def test_padding_same_strided_is_accepted_deliberately():
     """PyTorch refuses padding='same' with a stride > 1; archgen means SAME_UPPER."""
     with pytest.raises(ValueError):

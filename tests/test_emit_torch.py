@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_ranks import random_rank_spec
 
 import archgen
 from archgen.checker import check
@@ -28,7 +29,6 @@ from archgen.layers import REGISTRY
 from archgen.layers.base import REQUIRED
 from archgen.layers.conv import Conv2d
 from archgen.syntax import parse
-from test_ranks import random_rank_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.cnn"))
@@ -289,8 +289,8 @@ FOCUS = [
     "layernorm2d(eps=1e-6, elementwise_affine=false)", "layernorm2d(bias=false)",
     "conv2d(4, 1)\ngroupnorm(2, 4, eps=1e-3, affine=false)",
     "instancenorm2d(eps=1e-3, momentum=0.2, affine=true, track_running_stats=true)",
-    "flatten(start_dim=2)\ninstancenorm1d(eps=1e-3, momentum=0.2, affine=true, "
-    "track_running_stats=true)",
+    ("flatten(start_dim=2)\ninstancenorm1d(eps=1e-3, momentum=0.2, affine=true, "
+     "track_running_stats=true)"),
     "conv2d(4, 1)\npermute(1, 2, 0)\nlinear(6, bias=false)\npermute(2, 0, 1)\nlayer_scale(0.5)",
     "stochastic_depth(0.2, batch)",
     "dropout(p=0.1, inplace=true)", "dropout2d(p=0.3, inplace=true)",

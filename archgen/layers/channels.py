@@ -9,7 +9,7 @@ ShuffleNetV2's split (x.chunk(2, dim=1)), `channel_slice(0, in_channels // 2)` b
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from ..helper import Helper
 from ..symbolic import holds
@@ -89,7 +89,8 @@ class ChannelShuffle(Weightless, LayerKind):
 class ChannelSlice(Weightless, LayerKind):
     name = "channel_slice"
     torch_class = "ChannelSlice"  # the generated file's own module for x[:, start:stop]
-    torch_helpers = {"ChannelSlice": Helper("channel_slice.py.j2", (), "nn.Module", ())}
+    torch_helpers: ClassVar[dict] = {
+        "ChannelSlice": Helper("channel_slice.py.j2", (), "nn.Module", ())}
     doc = ("channels start..stop-1 (x[:, start:stop], a view): with channel_slice(0, n) and "
            "channel_slice(n, in_channels) as two branches' heads, ShuffleNetV2's split")
     rank = None

@@ -438,10 +438,13 @@ def _largest_admitted(limit: int = MAX_LAYERS) -> str:
 
 
 def _peak_rss_mb(spec: Path, *args: str) -> float:
-    """The peak RSS of a whole `archgen check SPEC` process, in MB."""
-    code = ("import resource, sys\nfrom archgen.cli import main\ntry:\n"
+    """The peak RSS of a whole `archgen check SPEC` process, in MB: VmHWM, the high-water mark
+    of this process's own memory map. Not getrusage's ru_maxrss, which Linux carries across
+    fork and exec: under a pytest process grown to gigabytes it reads the parent's size."""
+    code = ("import sys\nfrom archgen.cli import main\ntry:\n"
             f"    main(['check', *{list(args)!r}, {str(spec)!r}])\nfinally:\n"
-            "    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n")
+            "    hwm = [line for line in open('/proc/self/status') if line.startswith('VmHWM:')]\n"
+            "    print(hwm[0].split()[1], file=sys.stderr)\n")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
                          timeout=120, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert run.returncode == 0 and run.stdout, run.stderr[-2000:]

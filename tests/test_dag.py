@@ -13,6 +13,8 @@ from archgen.ir import Merge, walk
 
 torch = pytest.importorskip("torch")
 
+from test_memory import _saved_bytes  # what autograd keeps, one definition
+
 
 def _codes(text: str) -> list[tuple[str, int, int]]:
     arch = archgen.parse(text, "t.cnn")
@@ -325,22 +327,6 @@ def test_from_inside_groups_takes_the_values_as_arguments():
     assert "def forward(self, x: torch.Tensor, c4: torch.Tensor) -> torch.Tensor:" in source \
         or "c4: torch.Tensor" in source
     assert "return p2, p3, p4, p5" in source
-
-
-def _saved_bytes(model, x) -> int:
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    storages: dict[int, int] = {}
-
-    def pack(t):
-        s = t.untyped_storage()
-        if s.data_ptr() not in params:
-            storages[s.data_ptr()] = s.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        y = model(x)
-    del y
-    return sum(storages.values())
 
 
 @pytest.mark.parametrize("text", [SE, "fpn"])

@@ -18,6 +18,7 @@ from math import prod
 import pytest
 
 torch = pytest.importorskip("torch")
+from test_memory import _saved_bytes  # what autograd keeps, one definition
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
@@ -363,21 +364,6 @@ def test_macs_are_zero_as_flop_counter_counts_them():
 
 
 # -- memory: what autograd keeps ---------------------------------------------------------------
-
-def _saved_bytes(model, x) -> int:
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    storages: dict[int, int] = {}
-
-    def pack(t):
-        s = t.untyped_storage()
-        if s.data_ptr() not in params:
-            storages[s.data_ptr()] = s.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(x)
-    return sum(storages.values())
-
 
 def _predicted(kind, a: dict, x: tuple, batch: int) -> int:
     """A layer's saved bytes (float32) by its Memory facet, its input requiring grad."""

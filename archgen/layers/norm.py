@@ -6,6 +6,27 @@ from math import prod
 
 from .base import LayerError, LayerKind, Memory, P, Shape, Warn, register
 
+# -- shared by the normalisation kinds (batchnorm here, the others in normalization.py) --------
+
+def affine_entries(shape: tuple, weight: bool, bias: bool) -> list[tuple]:
+    """The affine weight (and bias) of a norm layer, as PyTorch names and shapes them."""
+    out = [("weight", shape, ("uniform", 0.5, 1.5))] if weight else []
+    if weight and bias:
+        out.append(("bias", shape, ("uniform", -0.5, 0.5)))
+    return out
+
+
+def running_stats_entries(c: int) -> list[tuple]:
+    """The buffers of a norm layer that tracks running statistics over c channels."""
+    return [("running_mean", (c,), ("uniform", -0.5, 0.5)),
+            ("running_var", (c,), ("uniform", 0.5, 2.0)),
+            ("num_batches_tracked", (), ("count",))]
+
+
+def check_eps(a: dict) -> None:
+    if a["eps"] < 0:  # PyTorch takes it and gives NaN; archgen refuses it
+        raise LayerError("E301", f"eps must be non-negative, received {a['eps']}", arg="eps")
+
 
 class BatchNormNd(LayerKind):
     """Batch normalisation over the channels of [C, *spatial] (`dims` spatial axes);
@@ -53,20 +74,11 @@ class BatchNormNd(LayerKind):
 
     def weight_entries(self, a: dict) -> list[tuple]:
         c = a["num_features"]
-        out = []
-        if a["affine"]:
-            out += [("weight", (c,), ("uniform", 0.5, 1.5)),
-                    ("bias", (c,), ("uniform", -0.5, 0.5))]
-        if a["track_running_stats"]:
-            out += [("running_mean", (c,), ("uniform", -0.5, 0.5)),
-                    ("running_var", (c,), ("uniform", 0.5, 2.0)),
-                    ("num_batches_tracked", (), ("count",))]
-        return out
+        return (affine_entries((c,), a["affine"], True)
+                + (running_stats_entries(c) if a["track_running_stats"] else []))
 
     def check_args(self, a: dict) -> None:
-        if a["eps"] < 0:
-            raise LayerError("E301", f"eps must be non-negative, received {a['eps']}",
-                             arg="eps")
+        check_eps(a)
 
     def normalise(self, a: dict, x: Shape) -> None:
         if self.rank is None and len(x) not in (1, 2):  # batchnorm1d: [C, L] or [F]

@@ -22,6 +22,7 @@ from typing import ClassVar
 from ..helper import Helper
 from ..symbolic import holds
 from .base import LayerError, LayerKind, Memory, P, Shape, Warn, fmt_tuple, positive, register
+from .norm import affine_entries, check_eps, running_stats_entries
 
 _STAT = 4  # bytes of one saved statistic: float32 (the accumulation type) for every dtype
 
@@ -39,18 +40,6 @@ def _affine(layer, g, flag: str, scale_role: str = "weight", shift_role: str = "
     if bias:
         out.append(g.weight(layer, shift_role))
     return out
-
-
-def _affine_entries(shape: tuple, weight: bool, bias: bool) -> list[tuple]:
-    out = [("weight", shape, ("uniform", 0.5, 1.5))] if weight else []
-    if weight and bias:
-        out.append(("bias", shape, ("uniform", -0.5, 0.5)))
-    return out
-
-
-def _eps(a: dict) -> None:
-    if a["eps"] < 0:  # PyTorch takes it and gives NaN; archgen refuses, as for batchnorm2d
-        raise LayerError("E301", f"eps must be non-negative, received {a['eps']}", arg="eps")
 
 
 @register
@@ -83,11 +72,11 @@ class LayerNorm(LayerKind):
                           epsilon=a["eps"], inputs=inputs)
 
     def weight_entries(self, a: dict) -> list[tuple]:
-        return _affine_entries(a["normalized_shape"], a["elementwise_affine"], a["bias"])
+        return affine_entries(a["normalized_shape"], a["elementwise_affine"], a["bias"])
 
     def check_args(self, a: dict) -> None:
         positive(a, "normalized_shape")
-        _eps(a)
+        check_eps(a)
 
     def check_input(self, a: dict, x: Shape) -> list[LayerError]:
         ns = a["normalized_shape"]
@@ -153,10 +142,10 @@ class LayerNorm2d(LayerKind):
                           h=helpers(layer.path, "last", "normed"))
 
     def weight_entries(self, a: dict) -> list[tuple]:
-        return _affine_entries((a["normalized_shape"],), a["elementwise_affine"], a["bias"])
+        return affine_entries((a["normalized_shape"],), a["elementwise_affine"], a["bias"])
 
     def check_args(self, a: dict) -> None:
-        _eps(a)
+        check_eps(a)
 
     def param_count(self, a: dict) -> int:
         if not a["elementwise_affine"]:
@@ -212,11 +201,11 @@ class GroupNorm(LayerKind):
                                     "bias", "scaled"))
 
     def weight_entries(self, a: dict) -> list[tuple]:
-        return _affine_entries((a["channels"],), a["affine"], True)
+        return affine_entries((a["channels"],), a["affine"], True)
 
     def check_args(self, a: dict) -> None:
         positive(a, "num_groups", "num_channels")
-        _eps(a)
+        check_eps(a)
         g, c = a["num_groups"], a["num_channels"]
         if c is not None and c % g:
             raise _indivisible(c, g, "num_groups")
@@ -289,15 +278,11 @@ class _InstanceNorm(LayerKind):
 
     def weight_entries(self, a: dict) -> list[tuple]:
         c = a["num_features"]
-        out = _affine_entries((c,), a["affine"], True)
-        if a["track_running_stats"]:
-            out += [("running_mean", (c,), ("uniform", -0.5, 0.5)),
-                    ("running_var", (c,), ("uniform", 0.5, 2.0)),
-                    ("num_batches_tracked", (), ("count",))]
-        return out
+        return (affine_entries((c,), a["affine"], True)
+                + (running_stats_entries(c) if a["track_running_stats"] else []))
 
     def check_args(self, a: dict) -> None:
-        _eps(a)
+        check_eps(a)
 
     def check_input(self, a: dict, x: Shape) -> list[LayerError]:
         if a["track_running_stats"] or not _one_element(x):

@@ -122,7 +122,7 @@ class ChannelSlice(Weightless, LayerKind):
     def check_args(self, a: dict) -> None:
         positive(a, "start", "stop", allow_zero=True)
         if a["stop"] <= a["start"]:
-            raise LayerError("E301", f"channel_slice needs start < stop, received "
+            raise LayerError("E301", f"start must be less than stop, received "
                              f"start={a['start']}, stop={a['stop']}: the slice would be empty",
                              arg="stop")
 

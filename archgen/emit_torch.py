@@ -242,8 +242,10 @@ def _layout(item: Item, indent: int, width: int, tail: str = "") -> list[str]:
     return above + [pad + flat]  # nothing to split
 
 
-def _key(item: Item) -> tuple:
+def _key(item: Item | _If) -> tuple:
     """The code of an item without its comments: equal keys, equal code."""
+    if isinstance(item, _If):
+        return tuple((header, tuple(map(_key, body))) for header, body in item.clauses)
     expr = item.expr
     if isinstance(expr, Call):
         return (item.head, expr.func, expr.explode, expr.brackets,
@@ -253,8 +255,13 @@ def _key(item: Item) -> tuple:
     return (item.head, expr)
 
 
-def _absorb(into: Item, other: Item) -> None:
+def _absorb(into: Item | _If, other: Item | _If) -> None:
     """Add the nodes of `other` (same code) to the comments of `into`."""
+    if isinstance(into, _If):
+        for (_, a), (_, b) in zip(into.clauses, other.clauses):
+            for x, y in zip(a, b):
+                _absorb(x, y)
+        return
     into.nodes += other.nodes
     if isinstance(into.expr, Call):
         for a, b in zip(into.expr.args, other.expr.args):
@@ -464,7 +471,8 @@ def _nodes_by_span(seq: Seq) -> dict[tuple[int, int], Node]:
 
 @dataclass
 class _If:
-    """`if` / `elif` / `else` in a method body: (header, body) pairs."""
+    """`if` / `elif` / `else` in a method body: (header, body) pairs; also a `for` loop, one
+    pair."""
 
     clauses: list[tuple[str, list]]
 
@@ -898,14 +906,7 @@ def _runs(items: list[Item], classes: set[str]) -> list[Item]:
         steps = _steps(run) if len(run) > 1 else None
         if steps is not None and (len(run) > 2 or not any(steps)):
             variable = "i" if any(steps) else "_"
-            args = []
-            for arg, step in zip(first.expr.args, steps):
-                text = arg.expr
-                if step:
-                    text = f"{text} + i * {step}" if step > 0 else f"{text} - i * {-step}"
-                    text = text.replace("0 + i", "i", 1) if text.startswith("0 + ") else text
-                args.append(arg.head + text)
-            loop = f"*[{first.expr.func}({', '.join(args)}) for {variable} in range({len(run)})]"
+            loop = f"*[{_stepped(first.expr, steps)} for {variable} in range({len(run)})]"
             # on one line inside nn.Sequential( at any depth archgen nests: ruff keeps it
             fits = len(loop) + 1 <= WIDTH - BODY_INDENT - 4 * MAX_SEQUENTIAL_DEPTH
             out.append(Item(loop, "", [node for item in run for node in item.nodes])
@@ -916,6 +917,32 @@ def _runs(items: list[Item], classes: set[str]) -> list[Item]:
             out.append(first)
         n += len(run)
     return out
+
+
+def _stepped(call: Call, steps: list[int]) -> str:
+    """The call of the i-th copy: `DenseLayer(64 + i * 32)` for steps [32]."""
+    args = []
+    for arg, step in zip(call.args, steps):
+        text = arg.expr
+        if step:
+            text = f"{text} + i * {step}" if step > 0 else f"{text} - i * {-step}"
+            text = text.replace("0 + i", "i", 1) if text.startswith("0 + ") else text
+        args.append(arg.head + text)
+    return f"{call.func}({', '.join(args)})"
+
+
+def _counted(names: list[str]) -> tuple[str, int, str] | None:
+    """(prefix, first number, suffix) of names that count up by one (a repeat's
+    `denselayer{1}` copies: denselayer1, denselayer2, ...), each part plain identifier
+    characters; None for any other names."""
+    first = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*?)(0|[1-9][0-9]*)([A-Za-z_][A-Za-z0-9_]*)?",
+                         names[0])
+    if first is None:
+        return None
+    prefix, start, suffix = first.group(1), int(first.group(2)), first.group(3) or ""
+    if any(name != f"{prefix}{start + i}{suffix}" for i, name in enumerate(names)):
+        return None
+    return prefix, start, suffix
 
 
 def _steps(run: list[Item]) -> list[int] | None:
@@ -995,7 +1022,7 @@ class _Lowering:
         """Its __init__ and forward items, and forward's parameters after x: the values that
         `from` branches inside it read from outside it."""
         found, _ = members(seq)
-        init = [self.member(m) for m in found]
+        init = [item for m in found for item in self.member(m)]
         outer, self.kept = self.kept, {}
         try:
             fresh = _Fresh()
@@ -1023,14 +1050,49 @@ class _Lowering:
             self.free_of[key] = list({id(n): n for n in found}.values())
         return self.free_of[key]
 
-    def member(self, m: Node) -> Item:
+    def member(self, m: Node) -> list[Item | _If]:
         """`self.conv1 = nn.Conv2d(...)`; a name that is no identifier (block1-0) is
         registered with add_module, its name a quoted string (quoting.py_literal)."""
+        loop = self.copies(m)
+        if loop is not None:
+            return loop
         attr = self.attr(m)
         if attr.isidentifier():
-            return Item(self.construct(m), f"self.{attr} = ", [m])
-        return Item(Call("self.add_module", [Item(py_literal(attr)), Item(self.construct(m))]),
-                    "", [m])
+            return [Item(self.construct(m), f"self.{attr} = ", [m])]
+        return [Item(Call("self.add_module", [Item(py_literal(attr)),
+                                              Item(self.construct(m))]), "", [m])]
+
+    def copies(self, m: Node) -> list[Item | _If] | None:
+        """A named group that holds nothing but a repeat's named copies of one block
+        (`repeat 6 as denselayer{1}: dense_layer()`), their constructors a fixed step apart,
+        built as torchvision's _DenseBlock is: an empty nn.Sequential, then add_module in a
+        loop. None for any other member."""
+        if not (isinstance(m, Seq) and m.module and m.style == "class" and not m.block):
+            return None
+        found, merged = members(m)
+        if merged or len(found) < 2 or self.free(m) or \
+                any(id(n) in self.read for n in walk(m)):
+            return None
+        if not all(isinstance(n, Seq) and n.module and n.block and n.block == found[0].block
+                   for n in found):
+            return None
+        cls = self.block_class(found[0].block)
+        attr = self.attr(m)
+        counted = _counted([self.attr(n) for n in found])
+        if cls is None or counted is None or not attr.isidentifier():
+            return None
+        calls = [Item(Call(cls.name, _site_args(cls, n))) for n in found]
+        steps = _steps(calls)
+        if steps is None:
+            return None
+        prefix, start, suffix = counted
+        index = "i" if start == 0 else f"i + {start}"
+        name = f'f"{prefix}{{{index}}}{suffix}"'  # quoting.verify_python admits this f-string
+        add = Item(Call(f"self.{attr}.add_module", [Item(name), Item(_stepped(calls[0].expr,
+                                                                               steps))]),
+                   "", found)
+        return [Item(Call("nn.Sequential"), f"self.{attr} = ", [m]),
+                _If([(f"for i in range({len(found)}):", [add])])]
 
     def klass(self, seq: Seq) -> str:
         init, forward, params = self.body(seq)

@@ -134,7 +134,7 @@ _STATEMENTS = (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Return, ast.Expr, a
                ast.Pass)
 _EXPRESSIONS = (ast.Call, ast.Attribute, ast.Name, ast.Constant, ast.Tuple, ast.List, ast.BinOp,
                 ast.UnaryOp, ast.BoolOp, ast.Compare, ast.IfExp, ast.Subscript, ast.Slice,
-                ast.ListComp, ast.GeneratorExp, ast.Starred)
+                ast.ListComp, ast.GeneratorExp, ast.Starred, ast.JoinedStr, ast.FormattedValue)
 _PLAIN = (ast.expr_context, ast.operator, ast.unaryop, ast.boolop, ast.cmpop, ast.keyword,
           ast.comprehension)
 _ALLOWED = (*_EXPRESSIONS, *_PLAIN)
@@ -227,6 +227,7 @@ class _Checker:
     def __init__(self, shape: PythonShape):
         self.shape = shape
         self.modules: set[str] = set()  # names bound by imports
+        self.counters: set[str] = set()  # in the method being checked: range() loop variables
         self.classes: set[str] = set()
 
     def module(self, tree: ast.Module) -> None:
@@ -278,9 +279,18 @@ class _Checker:
         for p in params:
             if not _plain_name(p.arg):
                 _fail(fn, f"parameter {p.arg}")
+        # the variables that only `for NAME in range(...)` loops bind: integers
+        counters, other = set(), {p.arg for p in params}
         for node in _walk(fn):  # every name the body binds is a local
             if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
                 local.add(node.id)
+            if isinstance(node, ast.For) and isinstance(node.target, ast.Name) and \
+                    isinstance(node.iter, ast.Call) and _dotted(node.iter.func) == "range":
+                counters.add(id(node.target))
+        other |= {node.id for node in _walk(fn) if isinstance(node, ast.Name) and
+                  isinstance(node.ctx, ast.Store) and id(node) not in counters}
+        self.counters = {node.target.id for node in _walk(fn) if isinstance(node, ast.For) and
+                         id(node.target) in counters} - other
         for p in params:
             if p.annotation is not None:
                 self.expr(p.annotation, local)
@@ -327,6 +337,11 @@ class _Checker:
         """expr's checks of one node, in full."""
         if isinstance(sub, ast.stmt):
             _fail(sub, "a statement inside an expression")
+        if isinstance(sub, ast.JoinedStr):
+            self.numbered_name(sub)
+            return
+        if isinstance(sub, ast.FormattedValue):
+            return  # checked with its f-string
         if isinstance(sub, ast.Starred) and id(sub) not in unpacked:
             _fail(sub, "* outside a call's arguments")
         if not isinstance(sub, _ALLOWED):
@@ -348,6 +363,22 @@ class _Checker:
             self.attribute(sub)
         elif isinstance(sub, ast.Call):
             self.call(sub)
+
+    def numbered_name(self, node: ast.JoinedStr) -> None:
+        """The one f-string a generated file may hold: a module name numbered by a loop's
+        counter (`f"denselayer{i + 1}"`), nothing formatted but `i` or `i + 1`, which are
+        integers, so that no implicit __format__ of another value runs."""
+        for part in node.values:
+            if isinstance(part, ast.Constant) and isinstance(part.value, str):
+                continue
+            value = part.value if isinstance(part, ast.FormattedValue) else None
+            if isinstance(value, ast.BinOp) and isinstance(value.op, ast.Add) and \
+                    isinstance(value.right, ast.Constant) and type(value.right.value) is int:
+                value = value.left
+            if not (isinstance(part, ast.FormattedValue) and part.conversion == -1 and
+                    part.format_spec is None and isinstance(value, ast.Name) and
+                    value.id in self.counters):
+                _fail(node, "an f-string other than a name numbered by a range() loop")
 
     def name(self, node: ast.Name, local: set[str]) -> None:
         if node.id in local or node.id in self.classes or node.id in self.shape.builtins:

@@ -346,6 +346,16 @@ REFERENCES = {
     "vgg16_bn": lambda: VGG16(batch_norm=True),
 }
 
+# The zoo of issue 10, measured against torchvision's own modules only (`--torchvision`), built
+# as tests/fixtures/make_torchvision_fixtures.py builds them: googlenet and inception_v3
+# without their auxiliary heads (their specs have none).
+TORCHVISION_ONLY = {
+    "efficientnet_b0": {}, "mobilenet_v3_small": {}, "convnext_tiny": {},
+    "shufflenet_v2_x1_0": {}, "regnet_y_400mf": {},
+    "googlenet": {"aux_logits": False, "init_weights": True},
+    "inception_v3": {"aux_logits": False, "init_weights": True}, "r3d_18": {},
+}
+
 
 # -- the measurement ----------------------------------------------------------------------------
 
@@ -368,9 +378,12 @@ def pair(name: str, inplace: bool = False, use_torchvision: bool = False):
     generated = load_module(net).eval()
     if use_torchvision:
         import torchvision
-        reference = torchvision.models.get_model(name, weights=None).eval()
-    else:
+        kwargs = TORCHVISION_ONLY.get(name, {})
+        reference = torchvision.models.get_model(name, weights=None, **kwargs).eval()
+    elif name in REFERENCES:
         reference = REFERENCES[name]().eval()
+    else:
+        raise SystemExit(f"{name}: no transcription here; measure it with --torchvision")
     ours, theirs = generated.state_dict(), reference.state_dict()
     shapes = [(v.shape, w.shape) for v, w in zip(ours.values(), theirs.values())]
     if len(ours) != len(theirs) or any(a != b for a, b in shapes):
@@ -455,7 +468,8 @@ def main() -> None:
                         help="paired rounds at the large batch")
     parser.add_argument("--batches", default="1,32")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--models", default=",".join(REFERENCES))
+    parser.add_argument("--models", help="comma-separated (default: every model the "
+                        "reference has; with --torchvision the issue-10 zoo too)")
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                         help="the clock of the table's times and ratios (the other clock's "
                              "median ratio is printed beside)")
@@ -485,7 +499,9 @@ def main() -> None:
     print(f"| model | batch | rounds | generated ms | reference ms | ratio (median of paired) "
           f"| IQR of ratios | 95% CI of median | {other} ratio | page faults g/r |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for name in args.models.split(","):
+    models = args.models.split(",") if args.models else \
+        [*REFERENCES, *(TORCHVISION_ONLY if args.torchvision else ())]
+    for name in models:
         net, generated, reference = pair(name, args.inplace, args.torchvision)
         rows = [(name, generated)]
         if args.control:

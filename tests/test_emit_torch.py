@@ -40,6 +40,10 @@ def _unchecked(text: str, file: str = "spec.cnn"):
     return check(parse(text, file))
 
 
+def _unique(values) -> list:
+    return list(dict.fromkeys(values))
+
+
 def _net(text: str, file: str = "spec.cnn"):
     arch = archgen.parse(text, file)
     assert arch.ok, "\n".join(d.render(text) for d in arch.errors)
@@ -789,21 +793,59 @@ def test_one_class_per_block_definition_like_torchvision():
 
 
 def test_a_repeat_whose_sizes_grow_is_one_loop():
-    # densenet121.cnn names its copies as torchvision does (repeat 6 as denselayer{1}), which
-    # must stay attributes of those names; the same repeat unnamed is one loop
+    # densenet121.cnn names its copies as torchvision does (repeat 6 as denselayer{1}): a
+    # loop of add_module calls, as torchvision's _DenseBlock; the same repeat unnamed is one
+    # loop inside nn.Sequential
     text = (ROOT / "examples" / "densenet121.cnn").read_text(encoding="utf-8")
     assert " as denselayer{1}" in text
     unnamed = render_torch(_net(text.replace(" as denselayer{1}", "")))
     assert "*[DenseLayer(64 + i * 32) for i in range(6)]," in unnamed
     assert "*[DenseLayer(512 + i * 32) for i in range(16)]," in unnamed
     source = render_torch(archgen.load(ROOT / "examples" / "densenet121.cnn").network)
-    assert "for i in range(" not in source
-    for i in range(6):
-        assert f"self.denselayer{i + 1} = DenseLayer({64 + i * 32})" in source
+    assert ("        self.denseblock1 = nn.Sequential()  # -> [N, 256, 56, 56]  (line 33)\n"
+            "        for i in range(6):\n"
+            "            # dense_layer() -> [N, ?, 56, 56]  (line 34)\n"
+            '            self.denseblock1.add_module(f"denselayer{i + 1}", DenseLayer(64 + i * 32))'
+            ) in source
+    assert 'self.denseblock4.add_module(f"denselayer{i + 1}", DenseLayer(512 + i * 32))' \
+        in source
+    assert [line for line in source.splitlines() if line.startswith("class ")] == [
+        "class DenseLayer(nn.Module):", "class Transition(nn.Module):",
+        "class Features(nn.Module):", "class DenseNet121(nn.Module):"]
     assert "self.conv1 = nn.Conv2d(in_channels, bn_size * growth, kernel_size=1, bias=False)" \
         in source
     assert "if out is None:\n            out = in_channels // 2" in source  # a computed default
     assert "self.transition1 = Transition(256)" in source
+
+
+@pytest.mark.parametrize("copies,loop", [
+    # names from 0, identical constructors: the loop's variable only numbers the names
+    ("repeat 3 as unit{0}: b(8)", 'self.g.add_module(f"unit{i}", B(8, 8))'),
+    ("repeat 4 as unit{7}x: d(4)", 'self.g.add_module(f"unit{i + 7}x", D(8 + i * 4, 4))'),
+    ("repeat 3 as layer_{1}: d(2)", 'self.g.add_module(f"layer_{i + 1}", D(8 + i * 2, 2))'),
+    # explicit: a first copy that differs, dashed names, a single copy
+    ("repeat 3 as unit{1} first(g=4): d(2)", None),
+    ("repeat 3 as unit-{1}: b(8)", None),
+    ("repeat 1 as unit{1}: b(8)", None),
+])
+def test_named_copies_in_a_group_are_one_add_module_loop(copies, loop):
+    torch = pytest.importorskip("torch")
+    spec = ("input [8, 6, 6]\nblock b(out):\n    conv2d(out, 3, padding=1)\n    relu()\n"
+            "block d(g):\n    concat:\n        identity()\n        conv2d(g, 1)\n"
+            f"g:\n    {copies}\nflatten()\n")
+    net = _net(spec)
+    source = render_torch(net)
+    if loop is None:
+        assert "add_module(f" not in source
+    else:
+        assert f"        for i in range(" in source and loop in source, source
+    # the paths the checker gave are the state_dict's keys, in order; TorchScript compiles it
+    model = load_module(net).eval()
+    prefixes = _unique(".".join(k.split(".")[:-1]) for k in model.state_dict())
+    assert prefixes == [layer.path for layer in net.layers() if layer.params]
+    x = torch.randn(2, 8, 6, 6)
+    with torch.no_grad():
+        assert torch.equal(torch.jit.script(model)(x), model(x))
 
 
 def test_an_if_on_an_argument_builds_a_list_in_a_sequential_block():

@@ -328,6 +328,14 @@ def _in_forward(source: str, stmt: str) -> str:
     "y = nn.Module.__subclasses__()",
     "y = lambda: 1",
     'y = f"{x}"',
+    # the one f-string admitted numbers a module name by a range() loop's counter
+    'for i in range(2):\n            y = f"{x}"',
+    'for i in range(2):\n            y = f"{i + x}"',
+    'for i in range(2):\n            y = f"{i!r}"',
+    'for i in range(2):\n            y = f"{i:{x}}"',
+    'for i in range(2):\n            i = x\n        y = f"{i}"',
+    'for i in x:\n            y = f"{i}"',
+    'y = [f"{i}" for i in range(2)]',
     "y = b'bytes'",
     "import os",
     "from os import system",
@@ -347,6 +355,11 @@ def _in_forward(source: str, stmt: str) -> str:
 def test_verifier_refuses_statements_in_a_method(good_source, stmt):
     with pytest.raises(InternalError, match="archgen bug"):
         verify_python(_in_forward(good_source, stmt), PYTHON_SHAPE)
+
+
+def test_verifier_admits_a_module_name_numbered_by_a_loop(good_source):
+    loop = 'for i in range(2):\n            self.add_module(f"unit{i + 1}x", nn.ReLU())'
+    verify_python(_in_forward(good_source, loop), PYTHON_SHAPE)
 
 
 @pytest.mark.parametrize("extra", [

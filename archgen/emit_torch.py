@@ -469,6 +469,10 @@ def _nodes_by_span(seq: Seq) -> dict[tuple[int, int], Node]:
     return found
 
 
+class _FRESH:  # noqa: N801 - a marker, used as a kind: the output of a block call (_Walk.last)
+    sum_in_place = True
+
+
 @dataclass
 class _If:
     """`if` / `elif` / `else` in a method body: (header, body) pairs; also a `for` loop, one
@@ -542,11 +546,15 @@ class _Walk:
         if isinstance(stmt, sx.Call) and stmt.func in self.low.net.blocks:
             nodes = self.nodes(stmt, active, Seq)
             expr, c = self.block_call(stmt, nodes, active, c)
-            self.last = None
+            # a block whose output its last layer allocated can take a sum in place
+            # (torchvision's `result = self.block(input); result += input`)
+            self.last = _FRESH if all(self.low.fresh(n) for n in nodes) else None
         elif isinstance(stmt, sx.Call):
             nodes = self.nodes(stmt, active, Layer)
             expr, c = self.layer(stmt, nodes, active, c)
-            self.last = nodes[0].kind
+            verdicts = {_allocates(n) for n in nodes}
+            if verdicts != {None}:  # a layer that hands on its input leaves `last` as it is
+                self.last = nodes[0].kind if verdicts == {True} else None
         elif isinstance(stmt, sx.Group) and stmt.name is None:  # a branch: this module's
             return self.body(stmt.body, active, c, cur, dst, init, forward)
         elif isinstance(stmt, sx.Group):
@@ -588,6 +596,8 @@ class _Walk:
         init.append(Item(expr, f"self.{attrs[0]} = ", nodes, shown))
         apply = nodes[0].kind.torch_forward(f"self.{attrs[0]}", cur) \
             if isinstance(nodes[0], Layer) else Call(f"self.{attrs[0]}", [Item(cur)])
+        if apply == cur:  # identity: the value itself, no statement
+            return c, cur
         forward.append(Item(apply, f"{dst} = ", nodes, shown))
         return c, dst
 
@@ -685,6 +695,8 @@ class _Walk:
             var = self.fresh()
             self.last = None
             out, result = self.body([branch], active, c, cur, var, init, forward)
+            if result == cur:
+                self.fresh.unused(var)
             results.append(result)
             outs.append(out)
             lasts.append(self.last if result != cur else None)
@@ -933,16 +945,22 @@ def _stepped(call: Call, steps: list[int]) -> str:
 
 def _counted(names: list[str]) -> tuple[str, int, str] | None:
     """(prefix, first number, suffix) of names that count up by one (a repeat's
-    `denselayer{1}` copies: denselayer1, denselayer2, ...), each part plain identifier
-    characters; None for any other names."""
-    first = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*?)(0|[1-9][0-9]*)([A-Za-z_][A-Za-z0-9_]*)?",
-                         names[0])
-    if first is None:
+    `denselayer{1}` copies: denselayer1, denselayer2, ...; block2-0, block2-1, ...), prefix
+    and suffix of letters, digits, _ and -; None for any other names.
+
+    >>> _counted(["block2-0", "block2-1"]), _counted(["a1b1", "a1b2"]), _counted(["u", "v"])
+    (('block2-', 0, ''), ('a1b', 1, ''), None)
+    """
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", names[0]):
         return None
-    prefix, start, suffix = first.group(1), int(first.group(2)), first.group(3) or ""
-    if any(name != f"{prefix}{start + i}{suffix}" for i, name in enumerate(names)):
-        return None
-    return prefix, start, suffix
+    for number in re.finditer(r"[0-9]+", names[0]):
+        prefix, suffix = names[0][:number.start()], names[0][number.end():]
+        if number.group() != str(int(number.group())):  # 01: no counter writes it
+            continue
+        start = int(number.group())
+        if all(name == f"{prefix}{start + i}{suffix}" for i, name in enumerate(names)):
+            return prefix, start, suffix
+    return None
 
 
 def _steps(run: list[Item]) -> list[int] | None:
@@ -1039,6 +1057,13 @@ class _Lowering:
             self.kept = outer
         return init, forward, params
 
+    def fresh(self, node: Node) -> bool:
+        """Whether `node`'s output is a tensor that its last layer allocated and nothing else
+        refers to (a convolution's, a batch norm's, a linear layer's: kinds that may take a
+        sum in place), looking through the last items of sequences; a merge, a view or an
+        in-place activation (whose output autograd may keep) is not."""
+        return not any(id(n) in self.read for n in walk(node)) and _allocates(node) is True
+
     def free(self, seq: Seq) -> list[Node]:
         """The values `from` branches inside `seq` (or inside the modules it holds) read from
         outside it, in forward order: forward's parameters after x."""
@@ -1064,14 +1089,14 @@ class _Lowering:
 
     def copies(self, m: Node) -> list[Item | _If] | None:
         """A named group that holds nothing but a repeat's named copies of one block
-        (`repeat 6 as denselayer{1}: dense_layer()`), their constructors a fixed step apart,
-        built as torchvision's _DenseBlock is: an empty nn.Sequential, then add_module in a
-        loop. None for any other member."""
+        (`repeat 6 as denselayer{1}: dense_layer()`), built as torchvision's _DenseBlock and
+        AnyStage are: an empty nn.Sequential, then add_module in a loop for each run of
+        copies whose constructors are a fixed step apart (`_runs`' rule), and on its own for
+        a copy that differs (a repeat's `first(...)`). None for any other member."""
         if not (isinstance(m, Seq) and m.module and m.style == "class" and not m.block):
             return None
         found, merged = members(m)
-        if merged or len(found) < 2 or self.free(m) or \
-                any(id(n) in self.read for n in walk(m)):
+        if merged or not found or self.free(m) or any(id(n) in self.read for n in walk(m)):
             return None
         if not all(isinstance(n, Seq) and n.module and n.block and n.block == found[0].block
                    for n in found):
@@ -1081,18 +1106,33 @@ class _Lowering:
         counted = _counted([self.attr(n) for n in found])
         if cls is None or counted is None or not attr.isidentifier():
             return None
-        calls = [Item(Call(cls.name, _site_args(cls, n))) for n in found]
-        steps = _steps(calls)
-        if steps is None:
-            return None
         prefix, start, suffix = counted
-        index = "i" if start == 0 else f"i + {start}"
-        name = f'f"{prefix}{{{index}}}{suffix}"'  # quoting.verify_python admits this f-string
-        add = Item(Call(f"self.{attr}.add_module", [Item(name), Item(_stepped(calls[0].expr,
-                                                                               steps))]),
-                   "", found)
-        return [Item(Call("nn.Sequential"), f"self.{attr} = ", [m]),
-                _If([(f"for i in range({len(found)}):", [add])])]
+        calls = [Item(Call(cls.name, _site_args(cls, n)), "", [n]) for n in found]
+        out: list[Item | _If] = [Item(Call("nn.Sequential"), f"self.{attr} = ", [m])]
+        n = 0
+        while n < len(calls):
+            end = n + 1
+            while end < len(calls) and _steps(calls[n:end + 1]) is not None:
+                end += 1
+            run = calls[n:end]
+            steps = _steps(run) if len(run) > 1 else None
+            if steps is not None and (len(run) > 2 or not any(steps)):
+                first = start + n
+                index = "i" if first == 0 else f"i + {first}"
+                # the one f-string quoting.verify_python admits: prefix and suffix are
+                # letters, digits, _ and - (_counted)
+                name = f'f"{prefix}{{{index}}}{suffix}"'
+                add = Item(Call(f"self.{attr}.add_module",
+                                [Item(name), Item(_stepped(run[0].expr, steps))]),
+                           "", [node for item in run for node in item.nodes])
+                out.append(_If([(f"for i in range({len(run)}):", [add])]))
+            else:
+                run = run[:1]
+                name = py_literal(f"{prefix}{start + n}{suffix}")
+                out.append(Item(Call(f"self.{attr}.add_module", [Item(name), Item(run[0].expr)]),
+                                "", run[0].nodes))
+            n += len(run)
+        return out
 
     def klass(self, seq: Seq) -> str:
         init, forward, params = self.body(seq)
@@ -1137,6 +1177,8 @@ class _Lowering:
                     if isinstance(node, Seq) else []
                 call = node.kind.torch_forward(self.accessor(node), cur) \
                     if isinstance(node, Layer) else Call(self.accessor(node), [Item(cur), *extra])
+                if call == cur and target == dst:  # identity: the value itself
+                    continue
                 out.append(Item(call, f"{target} = ", [node]))
                 cur = target
             elif isinstance(node, Seq):  # an anonymous branch: its layers belong to this module
@@ -1151,7 +1193,10 @@ class _Lowering:
                     if _passes_through(branch):
                         results.append(start)
                     else:
-                        results.append(self.flow([branch], start, fresh(), out, fresh))
+                        var = fresh()
+                        results.append(self.flow([branch], start, var, out, fresh))
+                        if results[-1] == start:
+                            fresh.unused(var)
                 if node.mode == "add":
                     combined: Expr = Sum(results)
                 elif node.mode == "mul":
@@ -1206,6 +1251,12 @@ class _Fresh:
             self.n += 1
         return f"x{self.n}"
 
+    def unused(self, name: str) -> None:
+        """`name`, the last x-name handed out, was not written (a branch that passes its input
+        on): the next call hands it out again."""
+        if name == f"x{self.n}":
+            self.n -= 1
+
     def named(self, name: str | None) -> str:
         """`name` (dashes as _) where it is a plain identifier that is no other local, no
         x1-style name, keyword, builtin or name of the file; else feature, feature_1, ..."""
@@ -1220,6 +1271,27 @@ class _Fresh:
             cand = f"{base}_{n}"
         self.names.add(cand)
         return cand
+
+
+def _allocates(node: Node) -> bool | None:
+    """True where `node`'s output is a tensor its last computing layer allocated and autograd
+    does not keep (conv, batch norm, linear: kinds with sum_in_place); None where the node
+    hands on its input's tensor or a view of it (identity, dropout and stochastic depth in
+    eval, flatten), so that the layer before decides; False otherwise."""
+    if isinstance(node, Seq):
+        for item in reversed(node.items):
+            verdict = _allocates(item)
+            if verdict is not None:
+                return verdict
+        return None
+    if not isinstance(node, Layer):
+        return False
+    if node.kind.sum_in_place:
+        return True
+    memory = node.kind.memory(node.args, node.in_shape, node.out_shape)
+    if (memory.aliases or memory.eval_aliases) and "output" not in memory.saves:
+        return None
+    return False
 
 
 def _passes_through(branch: Seq) -> bool:

@@ -145,6 +145,12 @@ class Identity(Weightless, LayerKind):
     def lower_onnx(self, g, layer, x: str) -> str:
         return identity_onnx(g, layer, x)
 
+    def torch_forward(self, module: str, x: str):
+        """The value itself: forward does not call the module (torchvision's `out +=
+        identity`), which costs a module call and computes nothing; the attribute stays, so
+        that `if self.identity is not None:` tells the structures of a block apart."""
+        return x
+
     def memory(self, a: dict, x: Shape, y: Shape) -> Memory:
         return Memory(aliases=True)
 

@@ -530,10 +530,15 @@ class _Walk:
             raise _NotGeneric(f"line {stmt.span.line}: instances differ")
         return nodes
 
-    def check_channels(self, c: sx.Expr | None, active: list[int]) -> None:
-        if c is not None and any(not _same(_value(c, self.envs[i]), self.channels[i])
-                                 for i in active):
-            raise _NotGeneric("channels")
+    def shown(self, c: sx.Expr | None, active: list[int]) -> str:
+        """The channels a comment shows: `c`, the size that the next layer reads as its
+        features, where it is the channel axis's size for every instance; else ? (after
+        permute(1, 2, 0) the features are the last axis: `c` goes on, for linear's
+        in_features, whose value every instance checks where it is used)."""
+        if c is None or any(not _same(_value(c, self.envs[i]), self.channels[i])
+                            for i in active):
+            return "?"
+        return self.py(c)
 
     # -- statements: init items (and forward items for a class-style block) -----------------
     def body(self, stmts: list[sx.Stmt], active: list[int], c: sx.Expr | None, cur: str,
@@ -578,8 +583,7 @@ class _Walk:
             raise _NotGeneric(type(stmt).__name__)
         for i, node in zip(active, nodes):
             self.channels[i] = node.out_shape[0] if node.out_shape else None
-        self.check_channels(c, active)
-        shown = "?" if c is None else self.py(c)
+        shown = self.shown(c, active)
         if self.grouped:  # a member of a group's nn.Sequential
             init.append(Item(expr, "", nodes, shown))
             return c, cur
@@ -707,12 +711,11 @@ class _Walk:
             into = next((r for r, last in zip(results, lasts)
                          if last is not None and last.sum_in_place), None)
             if into is not None:  # torchvision's `out += identity`: no new tensor
-                for k, other in enumerate(r for r in results if r != into):
-                    forward.append(Item(other, f"{into} += ", [] if k else nodes,
-                                        "?" if c is None else self.py(c)))
                 for i, node in zip(active, nodes):
                     self.channels[i] = node.out_shape[0]
-                self.check_channels(c, active)
+                for k, other in enumerate(r for r in results if r != into):
+                    forward.append(Item(other, f"{into} += ", [] if k else nodes,
+                                        self.shown(c, active)))
                 return c, into
         elif stmt.mode == "mul":  # a gate: its channels are those of a branch of full width
             combined = _Product(results)
@@ -728,8 +731,7 @@ class _Walk:
                 c = sx.BinOp(stmt.span, "+", c, o)
         for i, node in zip(active, nodes):
             self.channels[i] = node.out_shape[0]
-        self.check_channels(c, active)
-        forward.append(Item(combined, f"{dst} = ", nodes, "?" if c is None else self.py(c)))
+        forward.append(Item(combined, f"{dst} = ", nodes, self.shown(c, active)))
         return c, dst
 
     def choice(self, stmt: sx.If, active, c, cur, dst, init, forward):

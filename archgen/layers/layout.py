@@ -104,6 +104,7 @@ class LayerScale(LayerKind):
 
     name = "layer_scale"
     torch_class = "nn.Parameter"
+    sum_in_place = True  # a new tensor, which autograd does not keep: torchvision's result +=
     doc = "multiplies each channel by a learnt scale, initialised to init (ConvNeXt)"
     rank = None
     # dim, as torchvision's CNBlock(dim, layer_scale) names it: the channels, inferred

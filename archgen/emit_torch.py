@@ -1189,7 +1189,7 @@ class _Lowering:
             elif isinstance(node, Merge) and len(node.branches) == 1:  # no merging to do
                 cur = self.flow(node.branches, cur, dst, out, fresh)
             elif isinstance(node, Merge):
-                results = []
+                results, into = [], None
                 for branch in node.branches:  # a `from` branch reads its value's local
                     start = self.kept[id(branch.source)] if branch.source is not None else cur
                     if _passes_through(branch):
@@ -1199,6 +1199,15 @@ class _Lowering:
                         results.append(self.flow([branch], start, var, out, fresh))
                         if results[-1] == start:
                             fresh.unused(var)
+                        elif into is None and self.fresh(branch):
+                            into = results[-1]
+                if node.mode == "add" and into is not None and target == dst:
+                    # torchvision's `out += identity`: the sum goes into a branch's own new
+                    # tensor
+                    for k, other in enumerate(r for r in results if r != into):
+                        out.append(Item(other, f"{into} += ", [] if k else [node]))
+                    cur = into
+                    continue
                 if node.mode == "add":
                     combined: Expr = Sum(results)
                 elif node.mode == "mul":

@@ -137,15 +137,21 @@ _WORKER = textwrap.dedent("""
     dist.init_process_group("gloo", rank=rank, world_size=2)
     torch.manual_seed(0)  # the same initial weights everywhere (DDP also broadcasts rank 0's)
     model = archgen.parse(open(sys.argv[1]).read(), "tiny.cnn").to_torch_module()
-    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    if sys.argv[4] == "fsdp":  # FSDP2: each rank holds half of every parameter (a DTensor)
+        from torch.distributed.fsdp import fully_shard
+        wrapped = fully_shard(model)
+        full = lambda t: t.full_tensor()  # noqa: E731
+    else:
+        wrapped = torch.nn.parallel.DistributedDataParallel(model)
+        full = lambda t: t  # noqa: E731
     data = torch.load(sys.argv[2])
     x, y = data["x"][rank::2], data["y"][rank::2]  # different data on each rank
-    loss = torch.nn.functional.cross_entropy(ddp(x), y)
+    loss = torch.nn.functional.cross_entropy(wrapped(x), y)
     loss.backward()
-    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    grads = {n: full(p.grad).clone() for n, p in model.named_parameters()}
     torch.optim.SGD(model.parameters(), lr=0.1).step()
-    torch.save({"grads": grads, "params": {n: p.detach() for n, p in model.named_parameters()}},
-               sys.argv[3] + f"/rank{rank}.pt")
+    params = {n: full(p.detach()).clone() for n, p in model.named_parameters()}
+    torch.save({"grads": grads, "params": params}, sys.argv[3] + f"/rank{rank}.pt")
     dist.barrier()  # neither rank tears gloo down while the other still talks to it
     dist.destroy_process_group()
 """)
@@ -157,11 +163,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_ddp_with_gloo_averages_the_gradients_of_two_processes(tmp_path):
-    """One training step under DistributedDataParallel, two CPU processes with different data:
-    the gradients are equal on both ranks and equal to the mean of the gradients each shard
-    gives in one process (batch norm's statistics are per shard in both), and so are the
-    weights after the step."""
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+def test_ddp_with_gloo_averages_the_gradients_of_two_processes(tmp_path, mode):
+    """One training step under DistributedDataParallel, and under FSDP2's fully_shard (each
+    rank holding half of every parameter), two CPU processes with different data: the
+    gradients are equal on both ranks and equal to the mean of the gradients each shard gives
+    in one process (batch norm's statistics are per shard in all), and so are the weights
+    after the step."""
     spec = tmp_path / "tiny.cnn"
     spec.write_text(TINY)
     gen = torch.Generator().manual_seed(1)
@@ -171,7 +179,7 @@ def test_ddp_with_gloo_averages_the_gradients_of_two_processes(tmp_path):
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
            "WORLD_SIZE": "2", "OMP_NUM_THREADS": "1"}
     procs = [subprocess.Popen([sys.executable, "-c", _WORKER, str(spec), str(tmp_path / "data.pt"),
-                               str(tmp_path)], env={**env, "RANK": str(r)},
+                               str(tmp_path), mode], env={**env, "RANK": str(r)},
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for r in range(2)]
     outputs = [p.communicate(timeout=240)[0] for p in procs]

@@ -136,7 +136,8 @@ def load_module(net: Network):
     activation at batch 1 would not fit in the memory available."""
     require("torch", "torch", "archgen's PyTorch target")
     from .budget import check_memory
-    check_memory(net, "module")
+    # symbolic sizes (`input [3, H, W]`): the estimate at the representative sizes
+    check_memory(net.sample if net.symbols and net.sample is not None else net, "module")
     source, tree = _render(net)
     # A stable, unique module name registered in sys.modules: pickle and copy.deepcopy find
     # the classes by `__module__` and `__qualname__`; the same source reuses its module.

@@ -201,3 +201,53 @@ def test_ddp_with_gloo_averages_the_gradients_of_two_processes(tmp_path, mode):
         assert not torch.equal(g, 2 * g) or not g.any()  # a real gradient somewhere
     for n in expected:
         torch.testing.assert_close(ranks[0]["params"][n], ranks[1]["params"][n], rtol=0, atol=0)
+
+
+_ACTIVATIONS = ["relu", "relu6", "elu", "leaky_relu", "hardtanh", "hardswish", "hardsigmoid",
+                "silu", "mish", "sigmoid", "tanh", "gelu"]
+
+
+def _trains(spec: str) -> bool:
+    """Whether one training step's backward runs (PyTorch raises where an in-place op
+    overwrote a tensor autograd saved)."""
+    torch.manual_seed(0)
+    model = load_module(archgen.parse(spec, "residual.cnn").network).train()
+    x = torch.randn(2, 3, 5, 5, requires_grad=True)
+    try:
+        model(x).square().sum().backward()
+    except RuntimeError as e:
+        assert "modified by an inplace operation" in str(e)
+        return False
+    return x.grad is not None and bool(torch.isfinite(x.grad).all())
+
+
+@pytest.mark.parametrize("tail", ["", "dropout(0.3)", "dropout(0.3, inplace=true)",
+                                  "stochastic_depth(0.3, row)"])
+@pytest.mark.parametrize("act", [f"{a}(inplace=true)" if a not in ("sigmoid", "tanh", "gelu")
+                                 else f"{a}()" for a in _ACTIVATIONS] + ["batchnorm2d()"])
+def test_a_residual_sum_in_place_keeps_autograd_right(act, tail):
+    """Where forward adds a residual into a branch's own tensor (`x1 += x`), autograd must not
+    need that tensor: training runs backward wherever the branch alone does (an in-place
+    dropout after sigmoid fails in PyTorch itself), and eval-mode gradients in float64 pass
+    gradcheck."""
+    layers = f"            conv2d(3, 3, padding=1)\n            {act}\n" + (
+        f"            {tail}\n" if tail else "")
+    plain = "input [3, 5, 5]\n" + layers.replace("            ", "") + "flatten()\nlinear(2)\n"
+    spec = ("input [3, 5, 5]\nblock b():\n    add:\n        identity()\n        branch:\n"
+            + layers + "b()\nb()\nflatten()\nlinear(2)\n")
+    if act.startswith(("batchnorm2d", "hardswish", "silu")) and "inplace=true)" not in tail:
+        # a new tensor (hardswish_ and silu_ keep a copy of their input, not their output)
+        assert "+= " in archgen.parse(spec, "residual.cnn").to_torch_source()
+    assert _trains(spec) == _trains(plain)
+    torch.manual_seed(0)
+    model = load_module(archgen.parse(spec, "residual.cnn").network).eval().double()
+    assert torch.autograd.gradcheck(model, (torch.randn(1, 3, 5, 5, dtype=torch.float64,
+                                                        requires_grad=True),))
+
+
+def test_to_torch_module_of_a_symbolic_spec_runs_at_any_size():
+    # the memory check before building takes the representative sizes, not the symbols
+    model = archgen.parse("input [3, H, W]\nconv2d(4, 3, padding=1)\nrelu()\n",
+                          "sym.cnn").to_torch_module().eval()
+    for size in [(5, 7), (16, 9)]:
+        assert model(torch.randn(1, 3, *size)).shape == (1, 4, *size)

@@ -530,6 +530,18 @@ channel_slice(in_channels // 2, in_channels)) or remove it.
     conv2d(16, 3)
     channel_slice(0, 16)
 """),
+    "W510": ("in-place layer overwrites what backward reads", """
+relu, sigmoid, tanh, softmax and log_softmax keep their output for their gradient (relu with
+inplace=true keeps its result, the storage it overwrote). A later layer with inplace=true that
+overwrites that tensor (directly, or through a view, dropout or identity) leaves inference
+right, but training's backward raises "one of the variables needed for gradient computation
+has been modified by an inplace operation". Drop inplace=true on the second layer; in place is
+safe after a conv, a batch norm or a linear layer, which keep their input instead.
+
+    conv2d(16, 3)
+    relu(inplace=true)
+    relu6(inplace=true)         # overwrites relu's result
+"""),
 }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import os
 import pickle
+import random
 import socket
 import subprocess
 import sys
@@ -251,3 +252,37 @@ def test_to_torch_module_of_a_symbolic_spec_runs_at_any_size():
                           "sym.cnn").to_torch_module().eval()
     for size in [(5, 7), (16, 9)]:
         assert model(torch.randn(1, 3, *size)).shape == (1, 4, *size)
+
+
+_CHAIN = ["relu", "relu6", "elu", "leaky_relu", "hardtanh", "hardswish", "hardsigmoid", "silu",
+          "mish", "sigmoid()", "tanh()", "gelu()", "softmax(dim=1)", "dropout", "identity()",
+          "batchnorm2d()"]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_w510_warns_exactly_where_training_raises(seed):
+    """Random chains of activations (in place or not), dropout, identity and batch norm
+    after a conv: archgen's W510 is given exactly where PyTorch's backward raises 'modified
+    by an inplace operation' (the oracle), and the generated module trains elsewhere."""
+    rng = random.Random(seed)
+    for _ in range(40):
+        layers = ["conv2d(4, 3, padding=1)"] if rng.random() < 0.9 else []
+        for _ in range(rng.randint(1, 4)):
+            name = rng.choice(_CHAIN)
+            if name == "dropout":
+                name = f"dropout(0.3{', inplace=true' if rng.random() < 0.5 else ''})"
+            elif not name.endswith(")"):
+                name = f"{name}({'inplace=true' if rng.random() < 0.6 else ''})"
+            layers.append(name)
+        spec = "input [4, 5, 5]\n" + "\n".join(layers) + "\nflatten()\nlinear(2)\n"
+        arch = archgen.parse(spec, "chain.cnn")
+        warned = any(d.code == "W510" for d in arch.check())
+        torch.manual_seed(0)
+        model = arch.to_torch_module().train()
+        try:
+            model(torch.randn(2, 4, 5, 5)).square().sum().backward()
+            raised = False
+        except RuntimeError as e:
+            assert "modified by an inplace operation" in str(e), spec
+            raised = True
+        assert warned == raised, spec

@@ -1,10 +1,10 @@
-"""Collecting diagnostics: error and warn, the warnings about the whole design (W503, W504),
-and the final sorting and de-duplication."""
+"""Collecting diagnostics: error and warn, the warnings about the whole design (W503, W504,
+W510), and the final sorting and de-duplication."""
 
 from __future__ import annotations
 
 from ..diagnostics import Diagnostic, Span
-from ..ir import Layer, Network
+from ..ir import Layer, Merge, Network, Node, Seq
 from ..limits import MAX_SAME_LINE
 
 
@@ -47,6 +47,45 @@ class Collector:
                                  f"{layer.args['out_features']:,}"],
                           helps=["shrink the map first (more pooling, or "
                                  "adaptive_avgpool2d(1) before flatten())"])
+        self._inplace_on_saved(net)
+
+
+    def _inplace_on_saved(self, net: Network) -> None:
+        """W510: an in-place layer overwriting a tensor that an earlier layer's backward reads
+        (relu, sigmoid, tanh and softmax keep their output; relu_ keeps its result, the
+        input's storage). Inference is right, but training's backward raises ("one of the
+        variables needed for gradient computation has been modified by an inplace
+        operation"). Tensors are followed through the layers that pass their input's storage
+        on in training (in-place layers, views); only a value that requires grad counts:
+        layers without parameters right after the input are not recorded by autograd."""
+
+        def visit(node: Node, producers: list[Node], grad: bool) -> tuple[list[Node], bool]:
+            if isinstance(node, Layer):
+                memory = node.kind.memory(node.args, node.in_shape, node.out_shape)
+                if node.args.get("inplace") and grad:
+                    keeper = next((p for p in reversed(producers) if isinstance(p, Layer) and
+                                   "output" in p.kind.memory(p.args, p.in_shape,
+                                                             p.out_shape).saves), None)
+                    if keeper is not None:
+                        self.warn("W510", f"{node.op}(inplace=true) overwrites the output of "
+                                  f"{keeper.op} at line {keeper.span.line}, which its backward "
+                                  f"reads: training raises 'modified by an inplace "
+                                  f"operation'", node.span,
+                                  notes=[f"{keeper.op} keeps its output for its gradient"],
+                                  helps=["drop inplace=true here (in place is safe after a "
+                                         "conv, a batch norm or a linear layer)"])
+                grad = grad or node.params > 0
+                return ([*producers, node] if memory.aliases else [node]), grad
+            if isinstance(node, Seq):
+                cur = [node.source] if node.source is not None else producers
+                grad = grad or node.source is not None
+                for item in node.items:
+                    cur, grad = visit(item, cur, grad)
+                return cur, grad
+            grads = [visit(branch, producers, grad)[1] for branch in node.branches]
+            return [node], any(grads)
+
+        visit(net.root, [], False)
 
 
 def _dedupe(diags: list[Diagnostic]) -> list[Diagnostic]:

@@ -59,33 +59,33 @@ class Collector:
         on in training (in-place layers, views); only a value that requires grad counts:
         layers without parameters right after the input are not recorded by autograd."""
 
-        def visit(node: Node, producers: list[Node], grad: bool) -> tuple[list[Node], bool]:
+        def visit(node: Node, keeper: Layer | None, grad: bool) -> tuple[Layer | None, bool]:
+            """`keeper`: the layer whose saved output the current tensor is, if any;
+            `grad`: whether the current tensor requires grad. Returns both after `node`."""
             if isinstance(node, Layer):
                 memory = node.kind.memory(node.args, node.in_shape, node.out_shape)
-                if node.args.get("inplace") and grad:
-                    keeper = next((p for p in reversed(producers) if isinstance(p, Layer) and
-                                   "output" in p.kind.memory(p.args, p.in_shape,
-                                                             p.out_shape).saves), None)
-                    if keeper is not None:
-                        self.warn("W510", f"{node.op}(inplace=true) overwrites the output of "
-                                  f"{keeper.op} at line {keeper.span.line}, which its backward "
-                                  f"reads: training raises 'modified by an inplace "
-                                  f"operation'", node.span,
-                                  notes=[f"{keeper.op} keeps its output for its gradient"],
-                                  helps=["drop inplace=true here (in place is safe after a "
-                                         "conv, a batch norm or a linear layer)"])
-                grad = grad or node.params > 0
-                return ([*producers, node] if memory.aliases else [node]), grad
+                if node.args.get("inplace") and grad and keeper is not None:
+                    self.warn("W510", f"{node.op}(inplace=true) overwrites the output of "
+                              f"{keeper.op} at line {keeper.span.line}, which its backward "
+                              f"reads: training raises 'modified by an inplace operation'",
+                              node.span, notes=[f"{keeper.op} keeps its output for its gradient"],
+                              helps=["drop inplace=true here (in place is safe after a conv, a "
+                                     "batch norm or a linear layer)"])
+                if "output" in memory.saves:
+                    keeper = node
+                elif not memory.aliases:  # a new tensor
+                    keeper = None
+                return keeper, grad or node.params > 0
             if isinstance(node, Seq):
-                cur = [node.source] if node.source is not None else producers
-                grad = grad or node.source is not None
+                if node.source is not None:  # `from NAME`: that value, which may need grad
+                    keeper, grad = None, True
                 for item in node.items:
-                    cur, grad = visit(item, cur, grad)
-                return cur, grad
-            grads = [visit(branch, producers, grad)[1] for branch in node.branches]
-            return [node], any(grads)
+                    keeper, grad = visit(item, keeper, grad)
+                return keeper, grad
+            grads = [visit(branch, keeper, grad)[1] for branch in node.branches]
+            return None, any(grads)  # a merge makes a new tensor
 
-        visit(net.root, [], False)
+        visit(net.root, None, False)
 
 
 def _dedupe(diags: list[Diagnostic]) -> list[Diagnostic]:

@@ -913,10 +913,8 @@ def _runs(items: list[Item], classes: set[str]) -> list[Item]:
     n = 0
     while n < len(items):
         first = items[n]
-        end = n + 1
-        if isinstance(first.expr, Call) and first.expr.func in classes:
-            while end < len(items) and _steps(items[n:end + 1]) is not None:
-                end += 1
+        end = _run_end(items, n) if isinstance(first.expr, Call) and \
+            first.expr.func in classes else n + 1
         run = items[n:end]
         steps = _steps(run) if len(run) > 1 else None
         if steps is not None and (len(run) > 2 or not any(steps)):
@@ -964,6 +962,18 @@ def _counted(names: list[str]) -> tuple[str, int, str] | None:
         if all(name == f"{prefix}{start + i}{suffix}" for i, name in enumerate(names)):
             return prefix, start, suffix
     return None
+
+
+def _run_end(items: list[Item], n: int) -> int:
+    """The end (exclusive) of the longest run of calls from items[n] a fixed step apart
+    (`_steps`' rule), found pair by pair: linear in the run's length."""
+    steps = _steps(items[n:n + 2]) if n + 1 < len(items) else None
+    if steps is None:
+        return n + 1
+    end = n + 2
+    while end < len(items) and _steps(items[end - 1:end + 1]) == steps:
+        end += 1
+    return end
 
 
 def _steps(run: list[Item]) -> list[int] | None:
@@ -1114,10 +1124,7 @@ class _Lowering:
         out: list[Item | _If] = [Item(Call("nn.Sequential"), f"self.{attr} = ", [m])]
         n = 0
         while n < len(calls):
-            end = n + 1
-            while end < len(calls) and _steps(calls[n:end + 1]) is not None:
-                end += 1
-            run = calls[n:end]
+            run = calls[n:_run_end(calls, n)]
             steps = _steps(run) if len(run) > 1 else None
             if steps is not None and (len(run) > 2 or not any(steps)):
                 first = start + n

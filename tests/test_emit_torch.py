@@ -1067,3 +1067,22 @@ def test_compile_print_onnx_prints_the_text_form(tmp_path, monkeypatch):
     assert "<" in text and "Conv" in text
     model = onnx.parser.parse_model(text)
     assert model.graph.name and not list(tmp_path.iterdir())  # nothing written
+
+
+def test_runs_of_copies_are_found_in_linear_work(monkeypatch):
+    """A repeat of block calls (named copies and plain) is scanned pair by pair: the number of
+    argument comparisons grows with the copies, not with their square (20,000 copies took
+    minutes when each run was re-checked from its start)."""
+    from archgen import emit_torch
+    compared = []
+    steps = emit_torch._steps
+    monkeypatch.setattr(emit_torch, "_steps", lambda run: compared.append(len(run)) or
+                        steps(run))
+    for n in (500, 2000):
+        compared.clear()
+        spec = ("input [4, 8, 8]\nblock b():\n    conv2d(4, 3, padding=1)\ng:\n"
+                f"    repeat {n} as u{{1}}: b()\nh:\n    repeat {n}: b()\n")
+        source = render_torch(_net(spec))
+        assert 'self.g.add_module(f"u{i + 1}", B(4))' in source
+        assert f"*[B(4) for _ in range({n})]," in source
+        assert sum(compared) <= 10 * n

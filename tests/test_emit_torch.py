@@ -634,10 +634,8 @@ def test_module_runs_with_the_checked_shapes_and_counts(key):
     assert sum(p.numel() for p in model.parameters()) == net.total_params
 
     seen: dict[str, tuple] = {}
-    # layer_scale: no module; identity: a module forward does not call (x itself)
     nodes = [n for n in walk(net.root) if isinstance(n, (Layer, Seq)) and n.path and
-             not (isinstance(n, Layer) and (n.kind.parameter or
-                                            n.kind.torch_forward("m", "x") == "x"))]
+             not (isinstance(n, Layer) and n.kind.parameter)]  # layer_scale: no module
     for node in nodes:
         model.get_submodule(node.path).register_forward_hook(
             lambda _m, _i, out, path=node.path: seen.__setitem__(path, tuple(out.shape)))
@@ -647,8 +645,11 @@ def test_module_runs_with_the_checked_shapes_and_counts(key):
         y = model(torch.randn(batch, *net.input_shape))
     ys = y if isinstance(y, tuple) else (y,)  # output A, B: a tuple in the order written
     assert [tuple(o.shape) for o in ys] == [(batch, *s) for _, s in net.output_shapes]
+    # an identity that a class's forward does not call (it uses x itself) sees nothing
+    uncalled = [n for n in nodes if n.path not in seen]
+    assert all(isinstance(n, Layer) and n.kind.torch_forward("m", "x") == "x" for n in uncalled)
     wrong = [(n.path, seen.get(n.path), (batch, *n.out_shape)) for n in nodes
-             if seen.get(n.path) != (batch, *n.out_shape)]
+             if n.path in seen and seen[n.path] != (batch, *n.out_shape)]
     assert not wrong, wrong
 
 

@@ -470,7 +470,7 @@ def _nodes_by_span(seq: Seq) -> dict[tuple[int, int], Node]:
     return found
 
 
-class _FRESH:  # noqa: N801 - a marker, used as a kind: the output of a block call (_Walk.last)
+class _FRESH:  # a marker, used as a kind: the output of a block call (_Walk.last)
     sum_in_place = True
 
 

@@ -829,9 +829,9 @@ def test_a_repeat_whose_sizes_grow_is_one_loop():
     ("repeat 3 as unit-{1}: b(8)", 'self.g.add_module(f"unit-{i + 1}", B(8, 8))'),
     # torchvision's RegNet stage: the first copy on its own, the others one loop
     ("repeat 4 as s1-{0} first(out=16): b(16)",
-     'self.g.add_module("s1-0", B(8, 16))  # b(16, out=16) -> [N, 16, 6, 6]  (line 10)\n'
-     '        for i in range(3):\n            # b(16) -> [N, 16, 6, 6]  (line 10)\n'
-     '            self.g.add_module(f"s1-{i + 1}", B(16, 16))'),
+     ('self.g.add_module("s1-0", B(8, 16))  # b(16, out=16) -> [N, 16, 6, 6]  (line 10)\n'
+      '        for i in range(3):\n            # b(16) -> [N, 16, 6, 6]  (line 10)\n'
+      '            self.g.add_module(f"s1-{i + 1}", B(16, 16))')),
     # each on its own: two copies a step apart, a single copy
     ("repeat 3 as unit{1} first(g=4): d(2)", None),
     ("repeat 1 as unit{1}: b(8)", None),

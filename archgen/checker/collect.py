@@ -4,7 +4,7 @@ W510), and the final sorting and de-duplication."""
 from __future__ import annotations
 
 from ..diagnostics import Diagnostic, Span
-from ..ir import Layer, Merge, Network, Node, Seq
+from ..ir import Layer, Network, Node, Seq
 from ..limits import MAX_SAME_LINE
 
 
@@ -49,7 +49,6 @@ class Collector:
                                  "adaptive_avgpool2d(1) before flatten())"])
         self._inplace_on_saved(net)
 
-
     def _inplace_on_saved(self, net: Network) -> None:
         """W510: an in-place layer overwriting a tensor that an earlier layer's backward reads
         (relu, sigmoid, tanh and softmax keep their output; relu_ keeps its result, the
@@ -69,8 +68,8 @@ class Collector:
                               f"{keeper.op} at line {keeper.span.line}, which its backward "
                               f"reads: training raises 'modified by an inplace operation'",
                               node.span, notes=[f"{keeper.op} keeps its output for its gradient"],
-                              helps=["drop inplace=true here (in place is safe after a conv, a "
-                                     "batch norm or a linear layer)"])
+                              helps=[("drop inplace=true here (in place is safe after a "
+                                      "conv, a batch norm or a linear layer)")])
                 if "output" in memory.saves:
                     keeper = node
                 elif not memory.aliases:  # a new tensor

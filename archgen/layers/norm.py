@@ -23,6 +23,16 @@ def running_stats_entries(c: int) -> list[tuple]:
             ("num_batches_tracked", (), ("count",))]
 
 
+def affine_onnx(g, layer) -> tuple[str, str]:
+    """The scale and shift inputs of an ONNX normalisation node over num_features channels:
+    the layer's affine weight and bias, or ones and zeros without affine."""
+    c = layer.args["num_features"]
+    if layer.args["affine"]:
+        return g.weight(layer, "weight"), g.weight(layer, "bias")
+    return (g.const(f"{layer.path}/scale.ones", [1.0] * c),
+            g.const(f"{layer.path}/shift.zeros", [0.0] * c))
+
+
 def check_eps(a: dict) -> None:
     if a["eps"] < 0:  # PyTorch takes it and gives NaN; archgen refuses it
         raise LayerError("E301", f"eps must be non-negative, received {a['eps']}", arg="eps")
@@ -49,12 +59,7 @@ class BatchNormNd(LayerKind):
     def lower_onnx(self, g, layer, x: str) -> str:
         from ..onnx_graph import helpers
         a = layer.args
-        c = a["num_features"]
-        if a["affine"]:
-            scale, shift = g.weight(layer, "weight"), g.weight(layer, "bias")
-        else:
-            scale = g.const(f"{layer.path}/scale.ones", [1.0] * c)
-            shift = g.const(f"{layer.path}/shift.zeros", [0.0] * c)
+        scale, shift = affine_onnx(g, layer)
         y = g.output_of(layer, layer.path)
         if a["track_running_stats"]:
             g.emit("batchnorm", name=layer.path, y=y, x=x, scale=scale, shift=shift,

@@ -22,7 +22,7 @@ from typing import ClassVar
 from ..helper import Helper
 from ..symbolic import holds
 from .base import LayerError, LayerKind, Memory, P, Shape, Warn, fmt_tuple, positive, register
-from .norm import affine_entries, check_eps, running_stats_entries
+from .norm import affine_entries, affine_onnx, check_eps, running_stats_entries
 
 _STAT = 4  # bytes of one saved statistic: float32 (the accumulation type) for every dtype
 
@@ -262,13 +262,8 @@ class _InstanceNorm(LayerKind):
         """Eval mode: each sample's own statistics (InstanceNormalization), or the running
         ones with track_running_stats (F.instance_norm's use_input_stats is false then: the
         BatchNormalization of eval mode)."""
-        a, p = layer.args, layer.path
-        c = a["num_features"]
-        if a["affine"]:
-            scale, shift = g.weight(layer, "weight"), g.weight(layer, "bias")
-        else:
-            scale = g.const(f"{p}/scale.ones", [1.0] * c)
-            shift = g.const(f"{p}/shift.zeros", [0.0] * c)
+        a = layer.args
+        scale, shift = affine_onnx(g, layer)
         if a["track_running_stats"]:
             return g.one_node(layer, x, "batchnorm", scale=scale, shift=shift,
                               mean=g.weight(layer, "running_mean"),

@@ -470,10 +470,6 @@ def _nodes_by_span(seq: Seq) -> dict[tuple[int, int], Node]:
     return found
 
 
-class _FRESH:  # a marker, used as a kind: the output of a block call (_Walk.last)
-    sum_in_place = True
-
-
 @dataclass
 class _If:
     """`if` / `elif` / `else` in a method body: (header, body) pairs; also a `for` loop, one
@@ -552,15 +548,9 @@ class _Walk:
         if isinstance(stmt, sx.Call) and stmt.func in self.low.net.blocks:
             nodes = self.nodes(stmt, active, Seq)
             expr, c = self.block_call(stmt, nodes, active, c)
-            # a block whose output its last layer allocated can take a sum in place
-            # (torchvision's `result = self.block(input); result += input`)
-            self.last = _FRESH if all(self.low.fresh(n) for n in nodes) else None
         elif isinstance(stmt, sx.Call):
             nodes = self.nodes(stmt, active, Layer)
             expr, c = self.layer(stmt, nodes, active, c)
-            verdicts = {_allocates(n) for n in nodes}
-            if verdicts != {None}:  # a layer that hands on its input leaves `last` as it is
-                self.last = nodes[0].kind if verdicts == {True} else None
         elif isinstance(stmt, sx.Group) and stmt.name is None:  # a branch: this module's
             return self.body(stmt.body, active, c, cur, dst, init, forward)
         elif isinstance(stmt, sx.Group):
@@ -607,7 +597,6 @@ class _Walk:
         return c, dst
 
     lists = False  # a sequential block with an `if`: members appended to a list
-    last = None  # the kind of the layer that wrote the current variable last
     grouped = 0  # inside a named group (an nn.Sequential of its own)
 
     def layer(self, stmt: sx.Call, nodes: list[Layer], active: list[int], c):
@@ -691,26 +680,27 @@ class _Walk:
             raise _NotGeneric("a merge in a sequential block")
         nodes = self.nodes(stmt, active, Merge)
         before = list(self.channels)
-        results, outs, lasts = [], [], []
-        for branch in stmt.branches:
+        results, outs, fresh = [], [], []
+        for k, branch in enumerate(stmt.branches):
             if isinstance(branch, sx.Repeat):
                 raise _NotGeneric("repeat in a merge")
             self.channels = [before[i] if i in active else ch
                              for i, ch in enumerate(self.channels)]
             var = self.fresh()
-            self.last = None
             out, result = self.body([branch], active, c, cur, var, init, forward)
             if result == cur:
                 self.fresh.unused(var)
             results.append(result)
             outs.append(out)
-            lasts.append(self.last if result != cur else None)
-        self.last = None
+            # a branch whose output its last layer allocated, in every instance, can take the
+            # sum in place (torchvision's `out += identity`, `result += input`)
+            fresh.append(result != cur and all(
+                len(n.branches) == len(stmt.branches) and self.low.fresh(n.branches[k])
+                for n in nodes))
         if stmt.mode == "add":
             combined: Expr = Sum(results)
             c = outs[0]
-            into = next((r for r, last in zip(results, lasts)
-                         if last is not None and last.sum_in_place), None)
+            into = next((r for r, ok in zip(results, fresh) if ok), None)
             if into is not None:  # torchvision's `out += identity`: no new tensor
                 for i, node in zip(active, nodes):
                     self.channels[i] = node.out_shape[0]
@@ -806,7 +796,6 @@ class _Walk:
                 f"{'if' if k == 0 else 'elif'} self.{owns[n][0]} is not None:"
             forward_clauses.append((header, tested[n][1]))
         forward.append(_If(forward_clauses))
-        self.last = None
         return c, dst if len(results) > 1 or results[0] != cur else results[0]
 
 

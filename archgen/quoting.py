@@ -280,17 +280,17 @@ class _Checker:
             if not _plain_name(p.arg):
                 _fail(fn, f"parameter {p.arg}")
         # the variables that only `for NAME in range(...)` loops bind: integers
-        counters, other = set(), {p.arg for p in params}
+        stores: list[ast.Name] = []
+        loops: dict[int, str] = {}  # id(target) -> name, of each `for NAME in range(...)`
         for node in _walk(fn):  # every name the body binds is a local
             if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
                 local.add(node.id)
+                stores.append(node)
             if isinstance(node, ast.For) and isinstance(node.target, ast.Name) and \
                     isinstance(node.iter, ast.Call) and _dotted(node.iter.func) == "range":
-                counters.add(id(node.target))
-        other |= {node.id for node in _walk(fn) if isinstance(node, ast.Name) and
-                  isinstance(node.ctx, ast.Store) and id(node) not in counters}
-        self.counters = {node.target.id for node in _walk(fn) if isinstance(node, ast.For) and
-                         id(node.target) in counters} - other
+                loops[id(node.target)] = node.target.id
+        other = {p.arg for p in params} | {n.id for n in stores if id(n) not in loops}
+        self.counters = set(loops.values()) - other
         for p in params:
             if p.annotation is not None:
                 self.expr(p.annotation, local)

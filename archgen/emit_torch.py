@@ -905,8 +905,8 @@ def _runs(items: list[Item], classes: set[str]) -> list[Item]:
         end = _run_end(items, n) if isinstance(first.expr, Call) and \
             first.expr.func in classes else n + 1
         run = items[n:end]
-        steps = _steps(run) if len(run) > 1 else None
-        if steps is not None and (len(run) > 2 or not any(steps)):
+        steps = _loop_steps(run)
+        if steps is not None:
             variable = "i" if any(steps) else "_"
             loop = f"*[{_stepped(first.expr, steps)} for {variable} in range({len(run)})]"
             # on one line inside nn.Sequential( at any depth archgen nests: ruff keeps it
@@ -951,6 +951,15 @@ def _counted(names: list[str]) -> tuple[str, int, str] | None:
         if all(name == f"{prefix}{start + i}{suffix}" for i, name in enumerate(names)):
             return prefix, start, suffix
     return None
+
+
+def _loop_steps(run: list[Item]) -> list[int] | None:
+    """The steps of a run written as one loop: two or more identical calls, or three or more
+    a fixed step apart (two that differ read better as two calls); None otherwise."""
+    steps = _steps(run) if len(run) > 1 else None
+    if steps is None or (len(run) == 2 and any(steps)):
+        return None
+    return steps
 
 
 def _run_end(items: list[Item], n: int) -> int:
@@ -1114,8 +1123,8 @@ class _Lowering:
         n = 0
         while n < len(calls):
             run = calls[n:_run_end(calls, n)]
-            steps = _steps(run) if len(run) > 1 else None
-            if steps is not None and (len(run) > 2 or not any(steps)):
+            steps = _loop_steps(run)
+            if steps is not None:
                 first = start + n
                 index = "i" if first == 0 else f"i + {first}"
                 # the one f-string quoting.verify_python admits: prefix and suffix are

@@ -40,7 +40,7 @@ from .extras import require
 from .ir import Layer, Merge, Network, Node, Seq, children, walk
 from .layers import REGISTRY
 from .layers.base import LayerError, coerce
-from .naming import RESERVED_GLOBALS, check_name, members
+from .naming import RESERVED_GLOBALS, check_name, members, unique_name
 from .quoting import PythonShape, py_comment_text, py_docstring_text, py_literal, verify_python
 from .torch_calls import VARIES as _VARIES
 from .torch_calls import Call, Expr, Exprs, Helper, Item, Sum
@@ -1282,12 +1282,7 @@ class _Fresh:
                 keyword.iskeyword(base) or keyword.issoftkeyword(base) or \
                 hasattr(builtins, base) or base in RESERVED_GLOBALS or base.startswith("_"):
             base = "feature"
-        n, cand = 0, base
-        while cand in self.names:
-            n += 1
-            cand = f"{base}_{n}"
-        self.names.add(cand)
-        return cand
+        return unique_name(base, self.names)
 
 
 def _allocates(node: Node) -> bool | None:

@@ -42,6 +42,16 @@ RESERVED_GLOBALS = frozenset({"torch", "nn", "F", "math", "typing", "Tensor", "O
 _DASHED = re.compile(r"[A-Za-z][A-Za-z_0-9]*(?:-[A-Za-z_0-9]+)+")
 
 
+def unique_name(base: str, taken: set[str]) -> str:
+    """`base`, or base_1, base_2, ...: the first that `taken` does not hold, added to it."""
+    n, cand = 0, base
+    while cand in taken:
+        n += 1
+        cand = f"{base}_{n}"
+    taken.add(cand)
+    return cand
+
+
 def check_name(name: str, *, kind: str) -> str | None:
     """Why `name` cannot become a Python identifier in generated code, or None. A "module"
     name (a layer's, group's or block instance's) may also hold '-' between identifier parts

@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass, field
 
 from .extras import require
+from .naming import unique_name
 from .quoting import InternalError, onnx_string
 from .templating import environment
 
@@ -200,12 +201,7 @@ class Graph:
         return name
 
     def unique(self, name: str) -> str:
-        n, cand = 0, name
-        while cand in self.taken:
-            n += 1
-            cand = f"{name}_{n}"
-        self.taken.add(cand)
-        return cand
+        return unique_name(name, self.taken)
 
     def pad(self, name: str, x: str, y: str, pads: Pads, mode: str, value: float = 0.0) -> str:
         inputs = [x, self.const(f"{name}.pads", pad_pads(pads), "int64")]
